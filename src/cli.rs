@@ -1,0 +1,153 @@
+//! The command line (clap only): `trainer --script S` runs the whole pipeline, subcommands run one stage.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Weighted preference optimization of language models, with Rhai hooks for grading, weighting,
+/// pairing and losses.
+#[derive(Debug, Parser)]
+#[command(name = "trainer", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Where the recipe comes from: built-in defaults < `--config` < `TRAINER_*` env < `--set`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RecipeArgs {
+    /// A TOML recipe layered over the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override one recipe key, e.g. `--set train.lr=1e-6` (repeatable; the value is TOML).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Arguments of the whole pipeline (and of the stage subcommands that share it).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// The experiment script: a Rhai file whose hooks (grade, weight, pair, loss) override the recipe's plugins.
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// The run folder (default `runs/<name>-<time>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile a script, list its hooks, run its `test_*` functions and check a loss hook's gradient.
+    Check(CheckArgs),
+    /// Print the resolved recipe as TOML, each value annotated with where it came from.
+    Recipe(RecipeCmdArgs),
+    /// Sample N completions per question.
+    Sample(RunArgs),
+    /// Grade responses: `--grader gsm8k|math|exact|FILE.rhai --input F.jsonl`.
+    Grade(GradeArgs),
+    /// Build preference pairs from graded samples.
+    Pairs(RunArgs),
+    /// Train on preference pairs.
+    Train(RunArgs),
+    /// Evaluate accuracy on the held-out split.
+    Eval(RunArgs),
+    /// Score TRL-style pairs: per-pair log-probs, WPO means and loss, plus the gradient norm.
+    Score(ScoreArgs),
+    /// Generate a continuation of a prompt.
+    Generate(GenerateArgs),
+    /// Re-run a run folder's recipe and compare every artifact.
+    Reproduce(ReproduceArgs),
+    /// Measure training and sampling speed and memory.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The Rhai script or plugin to check.
+    #[arg(long, value_name = "FILE")]
+    pub script: PathBuf,
+    /// Seed of the random inputs of the gradient check.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The recipe whose `[loss]` parameters and `[script]` limits the check uses.
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecipeCmdArgs {
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GradeArgs {
+    /// `gsm8k`, `math`, `exact`, or a Rhai file with a `grade` hook.
+    #[arg(long)]
+    pub grader: String,
+    /// JSONL with `{"response", "gold"}` per line.
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// An HF folder or a `.gguf` file.
+    #[arg(long, value_name = "PATH")]
+    pub model: PathBuf,
+    /// TRL-style pairs JSONL (`prompt`, `chosen`, `rejected`, optional `ref_*_logps`, `weight`).
+    #[arg(long, value_name = "FILE")]
+    pub pairs: PathBuf,
+    /// A script whose `loss` hook is used.
+    #[arg(long, value_name = "FILE", conflicts_with = "loss")]
+    pub script: Option<PathBuf>,
+    /// A loss plugin by name (`dpo`, `ipo`, `simpo`, ...).
+    #[arg(long)]
+    pub loss: Option<String>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Also compute the L2 norm of d(mean loss)/d(parameters).
+    #[arg(long)]
+    pub grad_norm: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(long, value_name = "PATH")]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub prompt: String,
+    /// Wrap the prompt in the model's chat template as a user turn.
+    #[arg(long)]
+    pub chat: bool,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// 0 means greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// The run folder to reproduce.
+    pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Print one machine-readable JSON object.
+    #[arg(long)]
+    pub json: bool,
+}

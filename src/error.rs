@@ -1,0 +1,41 @@
+//! The one error type that decides the exit code: a user mistake (exit 2) versus everything else (exit 1).
+
+use std::fmt;
+
+/// A mistake in something the user gave us (recipe, script, data, model path, arguments).
+///
+/// It is wrapped in `anyhow::Error` like every other error; `main` looks for it anywhere in the
+/// chain to choose exit code 2. The message names the file and line, the recipe key, or the script
+/// function at fault.
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Builds an `anyhow::Error` that carries a [`UserError`].
+pub fn user_error(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UserError(message.into()))
+}
+
+/// `bail!` for user mistakes: returns early with a [`UserError`].
+#[macro_export]
+macro_rules! user_bail {
+    ($($arg:tt)*) => {
+        return Err($crate::error::user_error(format!($($arg)*)))
+    };
+}
+
+/// Exit code for an error: 2 when a [`UserError`] is anywhere in its chain, else 1.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|cause| cause.is::<UserError>()) {
+        2
+    } else {
+        1
+    }
+}

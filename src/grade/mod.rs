@@ -1,0 +1,76 @@
+//! Native answer extraction and equivalence (GSM8K, MATH, exact), shared by the grade plugins and
+//! `trainer grade`.
+
+mod gsm8k;
+mod math;
+
+pub use gsm8k::{gsm8k_answer, gsm8k_gold, parse_number};
+pub use math::{last_boxed, math_answer, math_equal, normalize_math};
+
+use serde::{Deserialize, Serialize};
+
+/// The verdict on one response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Correct,
+    /// An answer was extracted and it is not the gold one.
+    Wrong,
+    /// No answer could be extracted; counts as wrong for Pc/Pe, reported separately.
+    Invalid,
+}
+
+/// A graded response: the verdict and the extracted answer (empty when none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grade {
+    pub verdict: Verdict,
+    pub answer: String,
+}
+
+impl Grade {
+    pub fn is_correct(&self) -> bool {
+        self.verdict == Verdict::Correct
+    }
+}
+
+/// Grades a GSM8K-style response against a gold number (or a gold solution ending `#### N`).
+pub fn grade_gsm8k(response: &str, gold: &str) -> Grade {
+    let gold = gsm8k_gold(gold);
+    match gsm8k_answer(response) {
+        None => Grade { verdict: Verdict::Invalid, answer: String::new() },
+        Some(answer) => {
+            let correct = match (parse_number(&answer), parse_number(&gold)) {
+                (Some(a), Some(g)) => numbers_close(a, g),
+                _ => answer == gold,
+            };
+            Grade { verdict: if correct { Verdict::Correct } else { Verdict::Wrong }, answer }
+        }
+    }
+}
+
+/// Grades a MATH-style response: the last `\boxed{}` against the gold answer.
+pub fn grade_math(response: &str, gold: &str) -> Grade {
+    match math_answer(response) {
+        None => Grade { verdict: Verdict::Invalid, answer: String::new() },
+        Some(answer) => {
+            let gold = last_boxed(gold).unwrap_or_else(|| gold.to_string());
+            let correct = math_equal(&answer, &gold);
+            Grade { verdict: if correct { Verdict::Correct } else { Verdict::Wrong }, answer }
+        }
+    }
+}
+
+/// Grades by exact match after trimming whitespace.
+pub fn grade_exact(response: &str, gold: &str) -> Grade {
+    let answer = response.trim().to_string();
+    if answer.is_empty() {
+        return Grade { verdict: Verdict::Invalid, answer };
+    }
+    let correct = answer == gold.trim();
+    Grade { verdict: if correct { Verdict::Correct } else { Verdict::Wrong }, answer }
+}
+
+/// Equal within 1e-6 relative (1e-6 absolute near zero).
+pub fn numbers_close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}

@@ -1,0 +1,84 @@
+//! Chooses, for a run, where each hook comes from: the experiment script when it defines the hook,
+//! else the plugin or file the recipe names. Everything is compiled and checked before any model
+//! work starts.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::recipe::{HookSource, PairRule, Recipe, ScriptChoice};
+use crate::script::{HookKind, HookRef, ScriptHost, UnitId};
+
+/// The hooks of one run, compiled into one host.
+pub struct HookSet {
+    pub host: ScriptHost,
+    pub grade: HookRef,
+    pub weight: HookRef,
+    /// `None`: the built-in most-frequent-wrong rule.
+    pub pair: Option<HookRef>,
+    pub loss: HookRef,
+}
+
+impl HookSet {
+    /// Compiles the recipe's script and the plugins it needs; fails on any missing hook or any
+    /// hook with the wrong arity.
+    pub fn load(recipe: &Recipe) -> Result<HookSet> {
+        let script_path = match &recipe.run.script {
+            ScriptChoice::File(p) => Some(p.as_path()),
+            ScriptChoice::None => None,
+        };
+        let mut host = ScriptHost::new(&recipe.script, script_path);
+        let script = script_path.map(|p| host.load_file(p)).transpose()?;
+        let grade = pick(&mut host, script, HookKind::Grade, &recipe.grade.grader)?;
+        let weight = pick(&mut host, script, HookKind::Weight, &recipe.weight.scheme)?;
+        let loss = pick(&mut host, script, HookKind::Loss, &recipe.loss.hook)?;
+        let pair = match script.map(|u| host.find_hook(u, HookKind::Pair)).transpose()?.flatten() {
+            Some(hook) => Some(hook),
+            None => match &recipe.pairs.rule {
+                PairRule::MostFrequentWrong => None,
+                PairRule::Hook(source) => Some(from_source(&mut host, HookKind::Pair, source)?),
+            },
+        };
+        Ok(HookSet { host, grade, weight, pair, loss })
+    }
+
+    /// Where each hook comes from, for logs and the run summary.
+    pub fn describe(&self) -> Vec<(HookKind, String)> {
+        let mut out = vec![
+            (HookKind::Grade, self.host.file(self.grade.unit).to_string()),
+            (HookKind::Weight, self.host.file(self.weight.unit).to_string()),
+        ];
+        out.push((
+            HookKind::Pair,
+            match self.pair {
+                Some(h) => self.host.file(h.unit).to_string(),
+                None => "built-in most_frequent_wrong".to_string(),
+            },
+        ));
+        out.push((HookKind::Loss, self.host.file(self.loss.unit).to_string()));
+        out
+    }
+}
+
+/// The script's hook of `kind` if it has one, else the recipe's choice.
+fn pick(host: &mut ScriptHost, script: Option<UnitId>, kind: HookKind, source: &HookSource) -> Result<HookRef> {
+    if let Some(unit) = script
+        && let Some(hook) = host.find_hook(unit, kind)?
+    {
+        return Ok(hook);
+    }
+    from_source(host, kind, source)
+}
+
+/// Compiles a plugin by name or a `.rhai` file and returns its hook of `kind`.
+pub fn from_source(host: &mut ScriptHost, kind: HookKind, source: &HookSource) -> Result<HookRef> {
+    let unit = match source {
+        HookSource::Plugin(name) => host.load_plugin(kind.plugin_dir(), name)?,
+        HookSource::File(path) => load_file(host, path)?,
+    };
+    host.require_hook(unit, kind)
+}
+
+fn load_file(host: &mut ScriptHost, path: &Path) -> Result<UnitId> {
+    host.load_file(path)
+}

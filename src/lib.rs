@@ -1,0 +1,18 @@
+//! `trainer`: weighted preference optimization of language models with a candle core and Rhai
+//! hooks for grading, weighting, pairing and losses.
+
+pub mod app;
+pub mod cli;
+pub mod error;
+pub mod grade;
+pub mod hookset;
+pub mod loss;
+pub mod recipe;
+pub mod rng;
+pub mod script;
+
+pub use error::{UserError, exit_code, user_error};
+pub use hookset::HookSet;
+pub use loss::{LossInputs, LossOutput};
+pub use recipe::Recipe;
+pub use script::{CheckReport, HookKind, ScriptHost};

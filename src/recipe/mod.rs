@@ -1,0 +1,18 @@
+//! The recipe: layered TOML (defaults < `--config` < `TRAINER_*` env < `--set`) read once, resolved
+//! once into typed per-stage specs.
+
+mod load;
+mod resolve;
+mod schema;
+mod show;
+mod spec;
+
+pub use load::{DEFAULT_TOML, Layered, RecipeInput, describe_source, load};
+pub use resolve::{LOSS_BATCH_FIELDS, WEIGHT_STATS_FIELDS};
+pub use schema::RawRecipe;
+pub use spec::{
+    DTypeChoice, DataFormat, DataSource, DataSpec, EvalData, EvalSpec, GradeSpec, HookParam,
+    HookSource, Limit, LossSpec, ModelSource, ModelSpec, OutDir, PairRule, PairSpec, Recipe,
+    RunSpec, SampleSpec, SamplingBackend, Schedule, ScriptChoice, ScriptLimits, TemplateChoice,
+    TokenizerChoice, TrainSpec, WeightPlacement, WeightSpec, Weighting,
+};

@@ -1,0 +1,397 @@
+//! Validates the merged recipe and converts it into the typed specs of `spec.rs`. Every error names
+//! the key and the layer its value came from.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use figment::Figment;
+
+use super::load::{Layered, describe_source};
+use super::schema::*;
+use super::spec::*;
+use crate::error::user_error;
+
+/// Names a loss hook sees in its batch map; `[loss.params]` may not reuse them.
+pub const LOSS_BATCH_FIELDS: &[&str] = &[
+    "chosen_logps",
+    "rejected_logps",
+    "ref_chosen_logps",
+    "ref_rejected_logps",
+    "chosen_tokens",
+    "rejected_tokens",
+    "weight",
+    "chosen_wpo",
+    "rejected_wpo",
+    "beta",
+    "gamma",
+    "lambda",
+    "label_smoothing",
+    "alpha",
+    "weight_placement",
+];
+
+/// Names a weight hook sees in its stats map; `[weight.params]` may not reuse them.
+pub const WEIGHT_STATS_FIELDS: &[&str] = &[
+    "n", "pc", "pe", "invalid", "answers", "alpha", "eps", "id",
+];
+
+/// Builds error messages that name a key and its source.
+struct Ctx<'a> {
+    figment: &'a Figment,
+}
+
+impl Ctx<'_> {
+    fn bad(&self, key: &str, why: impl Display) -> anyhow::Error {
+        let source = describe_source(self.figment, key);
+        user_error(format!("recipe key `{key}` (from {source}): {why}"))
+    }
+
+    fn positive(&self, key: &str, v: f64) -> Result<f64> {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(self.bad(key, format!("must be a finite number > 0, got {v}")))
+        }
+    }
+
+    fn non_negative(&self, key: &str, v: f64) -> Result<f64> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(self.bad(key, format!("must be a finite number >= 0, got {v}")))
+        }
+    }
+
+    fn in_range(&self, key: &str, v: f64, lo: f64, hi: f64) -> Result<f64> {
+        if v.is_finite() && v >= lo && v <= hi {
+            Ok(v)
+        } else {
+            Err(self.bad(key, format!("must be in [{lo}, {hi}], got {v}")))
+        }
+    }
+
+    fn at_least_one(&self, key: &str, v: usize) -> Result<usize> {
+        if v >= 1 {
+            Ok(v)
+        } else {
+            Err(self.bad(key, "must be at least 1"))
+        }
+    }
+
+    fn choice<T: Copy>(&self, key: &str, v: &str, options: &[(&str, T)]) -> Result<T> {
+        options
+            .iter()
+            .find(|(name, _)| *name == v)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                self.bad(
+                    key,
+                    format!("`{v}` is not one of: {}", names.join(", ")),
+                )
+            })
+    }
+
+    fn params(
+        &self,
+        section: &str,
+        params: &BTreeMap<String, f64>,
+        reserved: &[&str],
+    ) -> Result<BTreeMap<String, f64>> {
+        for (name, value) in params {
+            let key = format!("{section}.params.{name}");
+            if reserved.contains(&name.as_str()) {
+                return Err(self.bad(&key, format!("`{name}` is a built-in name; use it directly")));
+            }
+            if !is_identifier(name) {
+                return Err(self.bad(&key, "a parameter name must be a Rhai identifier"));
+            }
+            if !value.is_finite() {
+                return Err(self.bad(&key, format!("must be finite, got {value}")));
+            }
+        }
+        Ok(params.clone())
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `a.rhai` (or any path with a separator) is a file; a bare word is a plugin name.
+fn hook_source(value: &str) -> HookSource {
+    if value.ends_with(".rhai") || value.contains('/') || value.contains('\\') {
+        HookSource::File(PathBuf::from(value))
+    } else {
+        HookSource::Plugin(value.to_string())
+    }
+}
+
+fn non_empty_hook(ctx: &Ctx, key: &str, value: &str) -> Result<HookSource> {
+    if value.trim().is_empty() {
+        return Err(ctx.bad(key, "must name a plugin or a .rhai file"));
+    }
+    Ok(hook_source(value))
+}
+
+fn data_source(value: &str) -> DataSource {
+    match value.strip_prefix("builtin:") {
+        Some(name) => DataSource::Builtin(name.to_string()),
+        None => DataSource::File(PathBuf::from(value)),
+    }
+}
+
+impl Layered {
+    /// Validates every section and returns the typed recipe.
+    pub fn resolve(&self) -> Result<Recipe> {
+        let ctx = Ctx {
+            figment: &self.figment,
+        };
+        let r = &self.raw;
+        Ok(Recipe {
+            run: run(&ctx, &r.run)?,
+            script: script_limits(&ctx, &r.script)?,
+            model: model(&ctx, &r.model)?,
+            data: data(&ctx, &r.data)?,
+            sampling: sampling(&ctx, &r.sampling)?,
+            grade: GradeSpec {
+                grader: non_empty_hook(&ctx, "grade.grader", &r.grade.grader)?,
+            },
+            weight: weight(&ctx, &r.weight)?,
+            pairs: pairs(&ctx, &r.pairs)?,
+            loss: loss(&ctx, &r.loss)?,
+            train: train(&ctx, &r.train)?,
+            eval: eval(&ctx, &r.eval)?,
+        })
+    }
+}
+
+fn run(ctx: &Ctx, r: &RawRun) -> Result<RunSpec> {
+    if r.name.trim().is_empty() || r.name.contains(['/', '\\']) {
+        return Err(ctx.bad("run.name", "must be a non-empty name without slashes"));
+    }
+    Ok(RunSpec {
+        name: r.name.clone(),
+        seed: r.seed,
+        script: if r.script.is_empty() {
+            ScriptChoice::None
+        } else {
+            ScriptChoice::File(PathBuf::from(&r.script))
+        },
+        out: if r.out.is_empty() {
+            OutDir::Timestamped
+        } else {
+            OutDir::Dir(PathBuf::from(&r.out))
+        },
+    })
+}
+
+fn script_limits(ctx: &Ctx, r: &RawScript) -> Result<ScriptLimits> {
+    if r.max_operations == 0 {
+        return Err(ctx.bad("script.max_operations", "must be at least 1"));
+    }
+    Ok(ScriptLimits {
+        max_operations: r.max_operations,
+        max_call_depth: ctx.at_least_one("script.max_call_depth", r.max_call_depth)?,
+        max_expr_depth: ctx.at_least_one("script.max_expr_depth", r.max_expr_depth)?,
+        max_string_size: ctx.at_least_one("script.max_string_size", r.max_string_size)?,
+        max_array_size: ctx.at_least_one("script.max_array_size", r.max_array_size)?,
+        max_map_size: ctx.at_least_one("script.max_map_size", r.max_map_size)?,
+    })
+}
+
+fn model(ctx: &Ctx, r: &RawModel) -> Result<ModelSpec> {
+    if r.path.trim().is_empty() {
+        return Err(ctx.bad("model.path", "must name a model folder, a .gguf file or builtin:NAME"));
+    }
+    let source = match r.path.strip_prefix("builtin:") {
+        Some(name) => ModelSource::Builtin(name.to_string()),
+        None => ModelSource::Path(PathBuf::from(&r.path)),
+    };
+    let dtype = ctx.choice(
+        "model.dtype",
+        &r.dtype,
+        &[("f32", DTypeChoice::F32), ("bf16", DTypeChoice::Bf16)],
+    )?;
+    let template = match r.template.as_str() {
+        "chatml" => TemplateChoice::ChatMl,
+        "plain" => TemplateChoice::Plain,
+        t if t.contains("{prompt}") => TemplateChoice::Custom(t.to_string()),
+        _ => {
+            return Err(ctx.bad(
+                "model.template",
+                "must be \"chatml\", \"plain\", or a template string containing {prompt}",
+            ));
+        }
+    };
+    let device = r.device.as_str();
+    if device != "cpu" && !device.starts_with("cuda") {
+        return Err(ctx.bad("model.device", "must be \"cpu\" or \"cuda:N\""));
+    }
+    Ok(ModelSpec {
+        source,
+        tokenizer: if r.tokenizer.is_empty() {
+            TokenizerChoice::FromModel
+        } else {
+            TokenizerChoice::File(PathBuf::from(&r.tokenizer))
+        },
+        dtype,
+        device: r.device.clone(),
+        template,
+        system: r.system.clone(),
+    })
+}
+
+fn data_format(ctx: &Ctx, key: &str, v: &str) -> Result<DataFormat> {
+    ctx.choice(
+        key,
+        v,
+        &[
+            ("gsm8k", DataFormat::Gsm8k),
+            ("math", DataFormat::Math),
+            ("prompts", DataFormat::Prompts),
+            ("pairs", DataFormat::Pairs),
+        ],
+    )
+}
+
+fn data(ctx: &Ctx, r: &RawData) -> Result<DataSpec> {
+    if r.train.trim().is_empty() {
+        return Err(ctx.bad("data.train", "must name a JSONL file or builtin:NAME"));
+    }
+    Ok(DataSpec {
+        source: data_source(&r.train),
+        format: data_format(ctx, "data.format", &r.format)?,
+        prompt_field: r.prompt_field.clone(),
+        gold_field: r.gold_field.clone(),
+        instruction: r.instruction.clone(),
+        limit: Limit::from_count(r.limit),
+        shuffle_seed: r.shuffle_seed,
+    })
+}
+
+fn sampling(ctx: &Ctx, r: &RawSampling) -> Result<SampleSpec> {
+    let backend = ctx.choice(
+        "sampling.backend",
+        &r.backend,
+        &[("local", SamplingBackend::Local), ("openai", SamplingBackend::OpenAi)],
+    )?;
+    if r.top_p <= 0.0 || r.top_p > 1.0 || !r.top_p.is_finite() {
+        return Err(ctx.bad("sampling.top_p", format!("must be in (0, 1], got {}", r.top_p)));
+    }
+    Ok(SampleSpec {
+        backend,
+        n: ctx.at_least_one("sampling.n", r.n)?,
+        temperature: ctx.non_negative("sampling.temperature", r.temperature)?,
+        top_p: r.top_p,
+        top_k: r.top_k,
+        max_new_tokens: ctx.at_least_one("sampling.max_new_tokens", r.max_new_tokens)?,
+        batch_size: ctx.at_least_one("sampling.batch_size", r.batch_size)?,
+        seed: r.seed,
+        stop: r.stop.clone(),
+        quantized: r.quantized,
+    })
+}
+
+fn weight(ctx: &Ctx, r: &RawWeight) -> Result<WeightSpec> {
+    Ok(WeightSpec {
+        scheme: non_empty_hook(ctx, "weight.scheme", &r.scheme)?,
+        alpha: ctx.non_negative("weight.alpha", r.alpha)?,
+        eps: ctx.non_negative("weight.eps", r.eps)?,
+        params: ctx.params("weight", &r.params, WEIGHT_STATS_FIELDS)?,
+    })
+}
+
+fn pairs(ctx: &Ctx, r: &RawPairs) -> Result<PairSpec> {
+    let rule = match r.rule.as_str() {
+        "most_frequent_wrong" => PairRule::MostFrequentWrong,
+        other => PairRule::Hook(non_empty_hook(ctx, "pairs.rule", other)?),
+    };
+    Ok(PairSpec {
+        rule,
+        gold_fallback: r.gold_fallback,
+    })
+}
+
+fn loss(ctx: &Ctx, r: &RawLoss) -> Result<LossSpec> {
+    let placement = ctx.choice(
+        "loss.weight_placement",
+        &r.weight_placement,
+        &[("inside", WeightPlacement::Inside), ("outside", WeightPlacement::Outside)],
+    )?;
+    let weighting = match r.weighting.as_str() {
+        "none" => Weighting::None,
+        "wpo" => Weighting::Wpo { clamp: r.wpo_clamp },
+        other => {
+            return Err(ctx.bad(
+                "loss.weighting",
+                format!("`{other}` is not one of: none, wpo"),
+            ));
+        }
+    };
+    for (key, v) in [("loss.gamma", r.gamma), ("loss.lambda", r.lambda), ("loss.alpha", r.alpha)] {
+        if !v.is_finite() {
+            return Err(ctx.bad(key, format!("must be finite, got {v}")));
+        }
+    }
+    Ok(LossSpec {
+        hook: non_empty_hook(ctx, "loss.name", &r.name)?,
+        beta: ctx.positive("loss.beta", r.beta)?,
+        gamma: r.gamma,
+        lambda: r.lambda,
+        label_smoothing: ctx.in_range("loss.label_smoothing", r.label_smoothing, 0.0, 0.499)?,
+        alpha: r.alpha,
+        placement,
+        weighting,
+        params: ctx.params("loss", &r.params, LOSS_BATCH_FIELDS)?,
+    })
+}
+
+fn train(ctx: &Ctx, r: &RawTrain) -> Result<TrainSpec> {
+    let schedule = ctx.choice(
+        "train.schedule",
+        &r.schedule,
+        &[
+            ("constant", Schedule::Constant),
+            ("linear", Schedule::Linear),
+            ("cosine", Schedule::Cosine),
+        ],
+    )?;
+    Ok(TrainSpec {
+        lr: ctx.positive("train.lr", r.lr)?,
+        epochs: ctx.at_least_one("train.epochs", r.epochs)?,
+        batch_size: ctx.at_least_one("train.batch_size", r.batch_size)?,
+        grad_accum: ctx.at_least_one("train.grad_accum", r.grad_accum)?,
+        schedule,
+        warmup_ratio: ctx.in_range("train.warmup_ratio", r.warmup_ratio, 0.0, 1.0)?,
+        max_grad_norm: ctx.non_negative("train.max_grad_norm", r.max_grad_norm)?,
+        weight_decay: ctx.non_negative("train.weight_decay", r.weight_decay)?,
+        betas: (
+            ctx.in_range("train.adam_beta1", r.adam_beta1, 0.0, 0.999_999)?,
+            ctx.in_range("train.adam_beta2", r.adam_beta2, 0.0, 0.999_999_9)?,
+        ),
+        adam_eps: ctx.positive("train.adam_eps", r.adam_eps)?,
+        max_steps: Limit::from_count(r.max_steps),
+        max_length: ctx.at_least_one("train.max_length", r.max_length)?,
+        checkpoint_every: r.checkpoint_every,
+    })
+}
+
+fn eval(ctx: &Ctx, r: &RawEval) -> Result<EvalSpec> {
+    Ok(EvalSpec {
+        data: if r.data.trim().is_empty() {
+            EvalData::Disabled
+        } else {
+            EvalData::Source(data_source(&r.data))
+        },
+        limit: Limit::from_count(r.limit),
+        max_new_tokens: ctx.at_least_one("eval.max_new_tokens", r.max_new_tokens)?,
+        batch_size: ctx.at_least_one("eval.batch_size", r.batch_size)?,
+        before: r.before,
+        after: r.after,
+    })
+}

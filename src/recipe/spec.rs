@@ -1,0 +1,324 @@
+//! The resolved recipe: one typed, validated struct per stage, no `Option`s. Each stage receives
+//! only its own section.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The whole resolved recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub run: RunSpec,
+    pub script: ScriptLimits,
+    pub model: ModelSpec,
+    pub data: DataSpec,
+    pub sampling: SampleSpec,
+    pub grade: GradeSpec,
+    pub weight: WeightSpec,
+    pub pairs: PairSpec,
+    pub loss: LossSpec,
+    pub train: TrainSpec,
+    pub eval: EvalSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub name: String,
+    pub seed: u64,
+    pub script: ScriptChoice,
+    pub out: OutDir,
+}
+
+/// The experiment script passed with `--script` (or `run.script`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptChoice {
+    None,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutDir {
+    /// `runs/<name>-<time>`.
+    Timestamped,
+    Dir(PathBuf),
+}
+
+/// Limits applied to every Rhai hook call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptLimits {
+    pub max_operations: u64,
+    pub max_call_depth: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        Self {
+            max_operations: 50_000_000,
+            max_call_depth: 64,
+            max_expr_depth: 128,
+            max_string_size: 1_000_000,
+            max_array_size: 100_000,
+            max_map_size: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    Builtin(String),
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DTypeChoice {
+    F32,
+    Bf16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplateChoice {
+    ChatMl,
+    Plain,
+    /// A template string with `{prompt}` (and optionally `{system}`).
+    Custom(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub source: ModelSource,
+    pub tokenizer: TokenizerChoice,
+    pub dtype: DTypeChoice,
+    pub device: String,
+    pub template: TemplateChoice,
+    pub system: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenizerChoice {
+    FromModel,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    Builtin(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DataFormat {
+    Gsm8k,
+    Math,
+    Prompts,
+    Pairs,
+}
+
+/// How many items to keep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    All,
+    First(usize),
+}
+
+impl Limit {
+    pub fn from_count(n: usize) -> Self {
+        if n == 0 { Limit::All } else { Limit::First(n) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DataSpec {
+    pub source: DataSource,
+    pub format: DataFormat,
+    pub prompt_field: String,
+    pub gold_field: String,
+    pub instruction: String,
+    pub limit: Limit,
+    /// 0 keeps file order.
+    pub shuffle_seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SamplingBackend {
+    Local,
+    OpenAi,
+}
+
+#[derive(Debug, Clone)]
+pub struct SampleSpec {
+    pub backend: SamplingBackend,
+    pub n: usize,
+    /// 0 means greedy.
+    pub temperature: f64,
+    pub top_p: f64,
+    /// 0 means no top-k cut.
+    pub top_k: usize,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub stop: Vec<String>,
+    pub quantized: bool,
+}
+
+/// A hook implementation chosen in the recipe: a plugin by name or a `.rhai` file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HookSource {
+    /// `plugins/<kind>/<name>.rhai`.
+    Plugin(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct GradeSpec {
+    pub grader: HookSource,
+}
+
+#[derive(Debug, Clone)]
+pub struct WeightSpec {
+    pub scheme: HookSource,
+    pub alpha: f64,
+    pub eps: f64,
+    pub params: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PairRule {
+    MostFrequentWrong,
+    Hook(HookSource),
+}
+
+#[derive(Debug, Clone)]
+pub struct PairSpec {
+    pub rule: PairRule,
+    pub gold_fallback: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WeightPlacement {
+    Inside,
+    Outside,
+}
+
+impl WeightPlacement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightPlacement::Inside => "inside",
+            WeightPlacement::Outside => "outside",
+        }
+    }
+}
+
+/// Extra per-pair weighting applied by the trainer to the loss hook's per-pair output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Weighting {
+    None,
+    /// `exp(chosen_wpo + rejected_wpo)`, clamped at 1 when `clamp`.
+    Wpo { clamp: bool },
+}
+
+/// A named parameter handed to a hook.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HookParam {
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct LossSpec {
+    pub hook: HookSource,
+    pub beta: f64,
+    pub gamma: f64,
+    pub lambda: f64,
+    pub label_smoothing: f64,
+    pub alpha: f64,
+    pub placement: WeightPlacement,
+    pub weighting: Weighting,
+    pub params: BTreeMap<String, f64>,
+}
+
+impl LossSpec {
+    /// Every `[loss]` parameter a loss hook sees in its batch map, by name.
+    pub fn hook_params(&self) -> Vec<(String, HookParam)> {
+        let mut out = vec![
+            ("beta".to_string(), HookParam::Float(self.beta)),
+            ("gamma".to_string(), HookParam::Float(self.gamma)),
+            ("lambda".to_string(), HookParam::Float(self.lambda)),
+            (
+                "label_smoothing".to_string(),
+                HookParam::Float(self.label_smoothing),
+            ),
+            ("alpha".to_string(), HookParam::Float(self.alpha)),
+            (
+                "weight_placement".to_string(),
+                HookParam::Text(self.placement.as_str().to_string()),
+            ),
+        ];
+        out.extend(
+            self.params
+                .iter()
+                .map(|(k, v)| (k.clone(), HookParam::Float(*v))),
+        );
+        out
+    }
+}
+
+impl Default for LossSpec {
+    fn default() -> Self {
+        Self {
+            hook: HookSource::Plugin("dpo".into()),
+            beta: 0.1,
+            gamma: 0.5,
+            lambda: 50.0,
+            label_smoothing: 0.0,
+            alpha: 1.0,
+            placement: WeightPlacement::Inside,
+            weighting: Weighting::None,
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    Constant,
+    Linear,
+    Cosine,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSpec {
+    pub lr: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub schedule: Schedule,
+    pub warmup_ratio: f64,
+    /// 0 disables clipping.
+    pub max_grad_norm: f64,
+    pub weight_decay: f64,
+    pub betas: (f64, f64),
+    pub adam_eps: f64,
+    pub max_steps: Limit,
+    pub max_length: usize,
+    /// 0 saves only at the end.
+    pub checkpoint_every: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalData {
+    Disabled,
+    Source(DataSource),
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalSpec {
+    pub data: EvalData,
+    pub limit: Limit,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+    pub before: bool,
+    pub after: bool,
+}

@@ -1,0 +1,215 @@
+//! The script host: one sandboxed Rhai engine per run. Scripts are compiled once into modules and
+//! their functions are called many times through small precompiled call expressions.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use rhai::{AST, Dynamic, Engine, Module, Scope};
+
+use super::errors;
+use super::resolver::{ImportRoots, PluginDir, ScopedResolver};
+use super::{api, embedded};
+use crate::error::user_error;
+use crate::recipe::ScriptLimits;
+
+/// A compiled script or plugin, known by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnitId(usize);
+
+/// A script function: name and parameter names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FnInfo {
+    pub name: String,
+    pub params: Vec<String>,
+}
+
+struct Unit {
+    file: String,
+    functions: Vec<FnInfo>,
+}
+
+/// The sandboxed engine and every script compiled into it.
+pub struct ScriptHost {
+    engine: Engine,
+    limits: ScriptLimits,
+    roots: Arc<ImportRoots>,
+    plugins: PluginDir,
+    units: Vec<Unit>,
+    calls: Mutex<HashMap<(UnitId, String), Arc<AST>>>,
+}
+
+impl ScriptHost {
+    /// An engine with `limits`; plugins are looked up from `anchor` (usually the script's path).
+    pub fn new(limits: &ScriptLimits, anchor: Option<&Path>) -> Self {
+        let plugins = PluginDir::locate(anchor.and_then(Path::parent));
+        let roots = Arc::new(ImportRoots::default());
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.max_operations)
+            .set_max_call_levels(limits.max_call_depth)
+            .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+            .set_max_string_size(limits.max_string_size)
+            .set_max_array_size(limits.max_array_size)
+            .set_max_map_size(limits.max_map_size)
+            .set_max_modules(256)
+            .disable_symbol("eval");
+        engine.on_print(|text| tracing::info!(target: "script", "{text}"));
+        engine.on_debug(|text, source, pos| {
+            tracing::debug!(target: "script", "{}:{pos}: {text}", source.unwrap_or("script"))
+        });
+        engine.set_module_resolver(ScopedResolver::new(plugins.clone(), roots.clone()));
+        api::register(&mut engine);
+        Self {
+            engine,
+            limits: limits.clone(),
+            roots,
+            plugins,
+            units: Vec::new(),
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limits(&self) -> &ScriptLimits {
+        &self.limits
+    }
+
+    pub fn plugin_dir(&self) -> &PluginDir {
+        &self.plugins
+    }
+
+    /// Compiles a script file; its folder becomes a place it may import from.
+    pub fn load_file(&mut self, path: &Path) -> Result<UnitId> {
+        let name = display_path(path);
+        let bytes = std::fs::read(path)
+            .map_err(|e| user_error(format!("script {name}: cannot read: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| user_error(format!("script {name}: not UTF-8 text: {e}")))?;
+        if let Some(folder) = path.parent() {
+            let folder = if folder.as_os_str().is_empty() { Path::new(".") } else { folder };
+            self.roots.allow(folder);
+        }
+        self.load_text(name, &text)
+    }
+
+    /// Compiles `plugins/<dir>/<name>.rhai` (from disk, or the copy built into the binary).
+    pub fn load_plugin(&mut self, dir: &str, name: &str) -> Result<UnitId> {
+        match &self.plugins {
+            PluginDir::Disk(root) => {
+                let path = root.join(dir).join(format!("{name}.rhai"));
+                if !path.is_file() {
+                    return Err(unknown_plugin(dir, name, &list_disk(&root.join(dir))));
+                }
+                self.load_file(&path)
+            }
+            PluginDir::Embedded => {
+                let key = format!("{dir}/{name}.rhai");
+                match embedded::plugin_text(&key) {
+                    Some(text) => self.load_text(format!("plugins/{key}"), text),
+                    None => Err(unknown_plugin(dir, name, &embedded::plugin_names(dir))),
+                }
+            }
+        }
+    }
+
+    fn load_text(&mut self, name: String, text: &str) -> Result<UnitId> {
+        let mut ast = self
+            .engine
+            .compile(text)
+            .map_err(|e| errors::parse_error(&e, &name))?;
+        ast.set_source(name.as_str());
+        let functions = ast
+            .iter_functions()
+            .map(|f| FnInfo {
+                name: f.name.to_string(),
+                params: f.params.iter().map(|p| p.to_string()).collect(),
+            })
+            .collect();
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, &self.engine)
+            .map_err(|e| errors::eval_error(&e, &name, &self.limits, None))?;
+        let id = UnitId(self.units.len());
+        self.engine
+            .register_static_module(module_name(id), module.into());
+        self.units.push(Unit { file: name, functions });
+        Ok(id)
+    }
+
+    /// The file name a unit was compiled from, as used in messages.
+    pub fn file(&self, unit: UnitId) -> &str {
+        &self.units[unit.0].file
+    }
+
+    /// The functions a unit defines, in source order.
+    pub fn functions(&self, unit: UnitId) -> &[FnInfo] {
+        &self.units[unit.0].functions
+    }
+
+    /// Calls `function` of `unit` with `args`; script errors become user errors naming the file,
+    /// line and function.
+    pub fn call(&self, unit: UnitId, function: &str, args: Vec<Dynamic>) -> Result<Dynamic> {
+        let ast = self.call_ast(unit, function, args.len())?;
+        let mut scope = Scope::new();
+        for (i, arg) in args.into_iter().enumerate() {
+            scope.push_dynamic(format!("__a{i}"), arg);
+        }
+        self.engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
+            .map_err(|e| errors::eval_error(&e, self.file(unit), &self.limits, Some(function)))
+    }
+
+    fn call_ast(&self, unit: UnitId, function: &str, arity: usize) -> Result<Arc<AST>> {
+        let key = (unit, format!("{function}/{arity}"));
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ast) = calls.get(&key) {
+            return Ok(ast.clone());
+        }
+        let args: Vec<String> = (0..arity).map(|i| format!("__a{i}")).collect();
+        let text = format!("{}::{function}({})", module_name(unit), args.join(", "));
+        let ast = Arc::new(
+            self.engine
+                .compile_expression(&text)
+                .map_err(|e| anyhow::anyhow!("internal: cannot compile call `{text}`: {e}"))?,
+        );
+        calls.insert(key, ast.clone());
+        Ok(ast)
+    }
+}
+
+/// `path` relative to the working folder when it lies below it.
+fn display_path(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn module_name(id: UnitId) -> String {
+    format!("__unit{}", id.0)
+}
+
+fn unknown_plugin(dir: &str, name: &str, available: &[String]) -> anyhow::Error {
+    user_error(format!(
+        "no plugin `{name}` in plugins/{dir}/ (available: {})",
+        available.join(", ")
+    ))
+}
+
+fn list_disk(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != "rhai" {
+                return None;
+            }
+            Some(p.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}

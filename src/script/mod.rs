@@ -1,0 +1,18 @@
+//! The Rhai script host: the only module that imports rhai. It compiles scripts and plugins once,
+//! finds hooks by name and arity, calls them with typed inputs, validates what they return, and
+//! runs `trainer check`.
+
+mod api;
+mod check;
+mod embedded;
+mod errors;
+mod hooks;
+mod host;
+mod resolver;
+mod tensor;
+
+pub use check::{CheckReport, GRAD_TOLERANCE, GradCheck, TestOutcome, run_check};
+pub use embedded::{PLUGINS, plugin_names};
+pub use hooks::{HookKind, HookRef, PairPick, Picked};
+pub use host::{FnInfo, ScriptHost, UnitId};
+pub use resolver::PluginDir;
