@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests: running the binary, temp folders, `../shared`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The project root (tests run from it).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the `trainer` binary from the project root with `args` and extra environment variables;
+/// every inherited `TRAINER_*` variable is removed first.
+pub fn trainer(args: &[&str], env: &[(&str, &str)]) -> Output {
+    trainer_in(&root(), args, env)
+}
+
+/// Like [`trainer`], from the folder `dir`.
+pub fn trainer_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TRAINER_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd.output().expect("the trainer binary runs")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts exit code 2 and one `error:` line that contains every one of `needles`; returns it.
+pub fn assert_user_error(out: &Output, needles: &[&str]) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "`{needle}` not in: {}", lines[0]);
+    }
+    assert!(!err.contains("panicked"), "panic: {err}");
+    lines[0].to_string()
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create folder");
+    }
+    std::fs::write(&path, text).expect("write file");
+    path
+}

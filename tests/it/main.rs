@@ -1,0 +1,8 @@
+//! The integration tests: one binary, one module per area.
+
+mod common;
+mod hooks;
+mod losses;
+mod recipe;
+mod scripts;
+mod weights;

@@ -1,0 +1,100 @@
+//! Recipe layering (defaults < --config < TRAINER_* env < --set), sources, and error texts.
+
+use crate::common::{assert_user_error, stdout, trainer, write};
+use trainer::recipe::{self, LossSpec, RecipeInput, ScriptLimits};
+
+fn line_for<'a>(text: &'a str, section: &str, key: &str) -> &'a str {
+    let start = text.find(&format!("[{section}]\n")).expect("section present");
+    text[start..]
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} = ")))
+        .expect("key present")
+}
+
+#[test]
+fn set_value_is_shown_with_its_source() {
+    let out = trainer(&["recipe", "--set", "train.lr=3e-7"], &[]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert_eq!(line_for(&text, "train", "lr"), "lr = 3e-7  # --set train.lr=3e-7");
+    assert_eq!(line_for(&text, "train", "epochs"), "epochs = 1  # default");
+}
+
+#[test]
+fn later_layers_win_file_then_env_then_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "r.toml", "[train]\nlr = 5e-6\nepochs = 2\nbatch_size = 8\n");
+    let config = config.to_str().unwrap();
+    let env = [("TRAINER_TRAIN__EPOCHS", "3"), ("TRAINER_TRAIN__LR", "2e-6")];
+    let out = trainer(&["recipe", "--config", config, "--set", "train.lr=3e-7"], &env);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(line_for(&text, "train", "lr"), "lr = 3e-7  # --set train.lr=3e-7");
+    assert_eq!(line_for(&text, "train", "epochs"), "epochs = 3  # TRAINER_TRAIN__EPOCHS");
+    assert_eq!(line_for(&text, "train", "batch_size"), format!("batch_size = 8  # {config}"));
+    assert_eq!(line_for(&text, "train", "grad_accum"), "grad_accum = 1  # default");
+}
+
+#[test]
+fn unknown_key_from_set_names_the_key() {
+    let out = trainer(&["recipe", "--set", "train.lrr=1"], &[]);
+    assert_user_error(&out, &["train.lrr", "--set train.lrr=1", "unknown recipe key"]);
+}
+
+#[test]
+fn unknown_key_in_a_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "r.toml", "[loss]\nbetta = 0.1\n");
+    let out = trainer(&["recipe", "--config", config.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["loss.betta", "r.toml"]);
+}
+
+#[test]
+fn wrong_type_from_env_names_the_variable() {
+    let out = trainer(&["recipe"], &[("TRAINER_TRAIN__LR", "fast")]);
+    assert_user_error(&out, &["train.lr", "TRAINER_TRAIN__LR", "wrong type"]);
+}
+
+#[test]
+fn invalid_value_names_key_and_rule() {
+    let out = trainer(&["recipe", "--set", "sampling.top_p=1.5"], &[]);
+    assert_user_error(&out, &["sampling.top_p", "(0, 1]"]);
+    let out = trainer(&["recipe", "--set", "loss.weight_placement=middle"], &[]);
+    assert_user_error(&out, &["loss.weight_placement", "inside, outside"]);
+}
+
+#[test]
+fn missing_config_file_is_an_error() {
+    let out = trainer(&["recipe", "--config", "no/such/recipe.toml"], &[]);
+    assert_user_error(&out, &["no/such/recipe.toml", "no such file"]);
+}
+
+#[test]
+fn malformed_config_file_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "bad.toml", "[train]\nlr = = 1\n");
+    let out = trainer(&["recipe", "--config", config.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["bad.toml:2:", "invalid TOML"]);
+}
+
+#[test]
+fn extra_loss_params_reach_the_recipe_but_may_not_shadow_batch_fields() {
+    let out = trainer(&["recipe", "--set", "loss.params.tau=0.5"], &[]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("[loss.params]\ntau = 0.5  # --set loss.params.tau=0.5"));
+    let out = trainer(&["recipe", "--set", "loss.params.chosen_logps=1"], &[]);
+    assert_user_error(&out, &["loss.params.chosen_logps", "built-in name"]);
+}
+
+#[test]
+fn built_in_defaults_match_the_rust_defaults() {
+    let layered = recipe::load(&RecipeInput::default()).unwrap();
+    let r = layered.resolve().unwrap();
+    assert_eq!(r.script, ScriptLimits::default());
+    let d = LossSpec::default();
+    assert_eq!(
+        (r.loss.hook, r.loss.beta, r.loss.gamma, r.loss.lambda, r.loss.label_smoothing, r.loss.alpha),
+        (d.hook, d.beta, d.gamma, d.lambda, d.label_smoothing, d.alpha)
+    );
+    assert_eq!((r.loss.placement, r.loss.weighting), (d.placement, d.weighting));
+}

@@ -1,0 +1,157 @@
+//! The script host seen from the command line: every plugin passes `trainer check`, and broken or
+//! hostile scripts stop with exit 2 and a message naming file, line and function.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{assert_user_error, root, stdout, trainer, write};
+
+#[test]
+fn every_plugin_passes_check() {
+    for (path, _) in trainer::script::PLUGINS {
+        let file = format!("plugins/{path}");
+        let out = trainer(&["check", "--script", &file], &[]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{file}: {text}{}", crate::common::stderr(&out));
+        if path.starts_with("loss/") {
+            assert_eq!(text.matches("gradient check").count(), 2, "{file}: {text}");
+        }
+        assert!(text.contains("checks passed"), "{file}: {text}");
+    }
+}
+
+#[test]
+fn embedded_plugins_are_the_files_on_disk() {
+    let mut on_disk: Vec<String> = Vec::new();
+    for dir in ["loss", "weight", "grade", "pair"] {
+        for entry in std::fs::read_dir(root().join("plugins").join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            on_disk.push(format!("{dir}/{name}"));
+        }
+    }
+    on_disk.sort();
+    let mut embedded: Vec<String> = trainer::script::PLUGINS.iter().map(|(k, _)| k.to_string()).collect();
+    embedded.sort();
+    assert_eq!(on_disk, embedded);
+    for (key, text) in trainer::script::PLUGINS {
+        let disk = std::fs::read_to_string(root().join("plugins").join(key)).unwrap();
+        assert_eq!(&disk, text, "{key}");
+    }
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "bad.rhai", "fn loss(batch) {\n  let x = 1 +;\n}\n");
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["bad.rhai:2:", "syntax error"]);
+}
+
+#[test]
+fn endless_loop_is_stopped_by_the_operation_limit_within_five_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "spin.rhai", "fn weight(stats) { loop { } }\nfn test_spin() { weight(#{}) }\n");
+    let started = Instant::now();
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_user_error(&out, &["spin.rhai", "check failed"]);
+    assert!(stdout(&out).contains("script.max_operations"), "{}", stdout(&out));
+}
+
+#[test]
+fn endless_loop_at_top_level_is_an_error_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "top.rhai", "let i = 0;\nwhile true { i += 1; }\n");
+    let started = Instant::now();
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_user_error(&out, &["top.rhai", "script.max_operations"]);
+}
+
+#[test]
+fn recursion_bomb_is_stopped_by_the_call_depth_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "bomb.rhai", "fn f(n) { f(n + 1) + f(n + 2) }\nfn test_bomb() { f(0) }\n");
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["bomb.rhai"]);
+    assert!(stdout(&out).contains("script.max_call_depth"), "{}", stdout(&out));
+}
+
+#[test]
+fn giant_string_is_stopped_by_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "big.rhai", "let s = \"x\";\nloop { s += s; }\n");
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["big.rhai", "script.max_string_size"]);
+}
+
+#[test]
+fn import_outside_the_allowed_folders_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "secret.rhai", "fn weight(s) { 1.0 }\n");
+    let s = write(dir.path(), "exp/sneaky.rhai", "import \"../secret\" as s;\nfn weight(stats) { s::weight(stats) }\n");
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["sneaky.rhai:1:", "outside plugins/ and the script's folder"]);
+}
+
+#[test]
+fn import_beside_the_script_and_from_plugins_works() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "helpers.rhai", "fn double(x) { x * 2.0 }\n");
+    let s = write(
+        dir.path(),
+        "mine.rhai",
+        "import \"helpers\" as h;\nimport \"loss/dpo\" as dpo;\nfn loss(batch) { h::double(dpo::loss(batch)) }\n\
+         fn test_doubles() { let b = dpo::example(\"inside\"); assert_close(loss(b), dpo::loss(b) * 2.0, 1e-12); }\n",
+    );
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), crate::common::stderr(&out));
+}
+
+#[test]
+fn eval_is_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "ev.rhai", "fn weight(stats) { eval(\"1.0\") }\n");
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["ev.rhai:1:", "eval"]);
+}
+
+#[test]
+fn hook_with_wrong_arity_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "ar.rhai", "fn loss(a, b) { a }\n");
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["ar.rhai", "fn loss(a, b)", "loss(batch)"]);
+}
+
+#[test]
+fn gradient_check_catches_a_loss_that_detaches_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "det.rhai", "fn loss(batch) { -log_sigmoid(detach(batch.chosen_logps) - batch.rejected_logps) }\n");
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["det.rhai", "check failed"]);
+    assert!(stdout(&out).contains("FAILED"));
+}
+
+#[test]
+fn failing_test_function_reports_line_and_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "t.rhai", "fn test_math() {\n  assert_close(1.0, 2.0, 0.1);\n}\n");
+    let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
+    assert_user_error(&out, &["t.rhai", "check failed"]);
+    let text = stdout(&out);
+    assert!(text.contains("t.rhai:2:") && text.contains("in fn test_math"), "{text}");
+}
+
+#[test]
+fn pipeline_checks_hooks_before_any_model_work() {
+    let out = trainer(&["--script", "scripts/plug_and_play.rhai", "--set", "loss.name=nope"], &[]);
+    assert_user_error(&out, &["no plugin `nope`", "plugins/loss/"]);
+}
+
+#[test]
+fn stage_stubs_do_not_pretend_to_succeed() {
+    for stage in ["sample", "pairs", "train", "eval", "bench"] {
+        let out = trainer(&[stage], &[]);
+        assert!(!out.status.success(), "{stage} exited 0");
+    }
+}
