@@ -59,7 +59,10 @@ fn check(args: &CheckArgs) -> Result<()> {
     let report = run_check(&args.script, &recipe.script, &recipe.loss, args.seed)?;
     println!("{}", report.render());
     if !report.passed() {
-        return Err(crate::error::user_error(format!("{}: check failed", report.file)));
+        return Err(crate::error::user_error(format!(
+            "{}: check failed",
+            report.file
+        )));
     }
     Ok(())
 }

@@ -32,21 +32,34 @@ impl HookSet {
         let grade = pick(&mut host, script, HookKind::Grade, &recipe.grade.grader)?;
         let weight = pick(&mut host, script, HookKind::Weight, &recipe.weight.scheme)?;
         let loss = pick(&mut host, script, HookKind::Loss, &recipe.loss.hook)?;
-        let pair = match script.map(|u| host.find_hook(u, HookKind::Pair)).transpose()?.flatten() {
+        let pair = match script
+            .map(|u| host.find_hook(u, HookKind::Pair))
+            .transpose()?
+            .flatten()
+        {
             Some(hook) => Some(hook),
             None => match &recipe.pairs.rule {
                 PairRule::MostFrequentWrong => None,
                 PairRule::Hook(source) => Some(from_source(&mut host, HookKind::Pair, source)?),
             },
         };
-        Ok(HookSet { host, grade, weight, pair, loss })
+        Ok(HookSet {
+            host,
+            grade,
+            weight,
+            pair,
+            loss,
+        })
     }
 
     /// Where each hook comes from, for logs and the run summary.
     pub fn describe(&self) -> Vec<(HookKind, String)> {
         let mut out = vec![
             (HookKind::Grade, self.host.file(self.grade.unit).to_string()),
-            (HookKind::Weight, self.host.file(self.weight.unit).to_string()),
+            (
+                HookKind::Weight,
+                self.host.file(self.weight.unit).to_string(),
+            ),
         ];
         out.push((
             HookKind::Pair,
@@ -61,7 +74,12 @@ impl HookSet {
 }
 
 /// The script's hook of `kind` if it has one, else the recipe's choice.
-fn pick(host: &mut ScriptHost, script: Option<UnitId>, kind: HookKind, source: &HookSource) -> Result<HookRef> {
+fn pick(
+    host: &mut ScriptHost,
+    script: Option<UnitId>,
+    kind: HookKind,
+    source: &HookSource,
+) -> Result<HookRef> {
     if let Some(unit) = script
         && let Some(hook) = host.find_hook(unit, kind)?
     {

@@ -64,7 +64,11 @@ pub enum LossOutput {
 /// `[B]` → `[B]`.
 pub fn wpo_weight(inputs: &LossInputs, clamp: bool) -> Result<Tensor> {
     let w = (&inputs.chosen_wpo + &inputs.rejected_wpo)?.exp()?.detach();
-    Ok(if clamp { w.clamp(f64::NEG_INFINITY, 1.0)? } else { w })
+    Ok(if clamp {
+        w.clamp(f64::NEG_INFINITY, 1.0)?
+    } else {
+        w
+    })
 }
 
 /// Applies the recipe's extra weighting and reduces to the scalar loss (mean over pairs).

@@ -8,7 +8,9 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = trainer::cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

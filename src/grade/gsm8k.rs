@@ -6,7 +6,10 @@ pub fn gsm8k_gold(gold: &str) -> String {
         Some(i) => &gold[i + 4..],
         None => gold,
     };
-    numbers_in(tail).into_iter().next().unwrap_or_else(|| tail.trim().to_string())
+    numbers_in(tail)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| tail.trim().to_string())
 }
 
 /// The answer a response gives: the first number after the last `####`, else its last number.
@@ -26,7 +29,8 @@ fn numbers_in(text: &str) -> Vec<String> {
     let mut i = 0;
     while i < chars.len() {
         let starts_number = chars[i].is_ascii_digit()
-            || (chars[i] == '-' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit())
+            || (chars[i] == '-'
+                && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit())
                 && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()));
         if !starts_number {
             i += 1;
@@ -82,13 +86,22 @@ mod tests {
 
     #[test]
     fn hash_marker_wins_over_later_numbers() {
-        assert_eq!(gsm8k_answer("so 3+4=7\n#### 7\nthanks 2").as_deref(), Some("7"));
+        assert_eq!(
+            gsm8k_answer("so 3+4=7\n#### 7\nthanks 2").as_deref(),
+            Some("7")
+        );
     }
 
     #[test]
     fn last_number_is_used_without_marker() {
-        assert_eq!(gsm8k_answer("The total is $1,234.00.").as_deref(), Some("1234"));
-        assert_eq!(gsm8k_answer("It drops to -5 degrees").as_deref(), Some("-5"));
+        assert_eq!(
+            gsm8k_answer("The total is $1,234.00.").as_deref(),
+            Some("1234")
+        );
+        assert_eq!(
+            gsm8k_answer("It drops to -5 degrees").as_deref(),
+            Some("-5")
+        );
         assert_eq!(gsm8k_answer("no digits here"), None);
     }
 

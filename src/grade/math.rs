@@ -110,7 +110,9 @@ fn strip_text_blocks(s: &str) -> String {
     for tag in ["\\textbf{", "\\text{", "\\mbox{", "\\mathrm{"] {
         while let Some(i) = s.find(tag) {
             let body_start = i + tag.len();
-            let Some(end) = matching_brace(&s, body_start) else { break };
+            let Some(end) = matching_brace(&s, body_start) else {
+                break;
+            };
             let inner = s[body_start..end].to_string();
             s.replace_range(i..=end, &inner);
         }
@@ -188,7 +190,12 @@ fn fix_frac(s: &str) -> String {
 /// `3/4` (two integers) → `\frac{3}{4}`.
 fn slash_to_frac(s: &str) -> String {
     if let Some((a, b)) = s.split_once('/') {
-        let int = |t: &str| !t.is_empty() && t.trim_start_matches('-').chars().all(|c| c.is_ascii_digit());
+        let int = |t: &str| {
+            !t.is_empty()
+                && t.trim_start_matches('-')
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+        };
         if int(a) && int(b) {
             return format!("\\frac{{{a}}}{{{b}}}");
         }
@@ -201,7 +208,9 @@ fn tidy_number(s: &str) -> String {
     let no_commas: String = s.chars().filter(|c| *c != ',').collect();
     let is_number = !no_commas.is_empty()
         && no_commas.parse::<f64>().is_ok()
-        && no_commas.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-');
+        && no_commas
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '-');
     if !is_number {
         return s.to_string();
     }
@@ -243,7 +252,10 @@ fn split_tuple(s: &str) -> Option<(char, Vec<String>, char)> {
 /// Evaluates simple LaTeX arithmetic: numbers, `+ - * /`, `^`, parentheses and braces,
 /// `\frac`, `\sqrt`, `\sqrt[n]`, `\pi`, `\cdot`, `\times`, implicit products (`2\sqrt{3}`).
 pub fn eval_latex(s: &str) -> Option<f64> {
-    let mut p = Parser { s: s.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let v = p.expr()?;
     (p.i == p.s.len() && v.is_finite()).then_some(v)
 }
@@ -287,7 +299,9 @@ impl Parser<'_> {
                 v *= self.unary()?;
             } else if self.eat("/") {
                 v /= self.unary()?;
-            } else if matches!(self.peek(), Some(b'(' | b'{' | b'\\' | b'0'..=b'9')) && !self.at_closer() {
+            } else if matches!(self.peek(), Some(b'(' | b'{' | b'\\' | b'0'..=b'9'))
+                && !self.at_closer()
+            {
                 v *= self.power()?;
             } else {
                 return Some(v);
@@ -370,7 +384,10 @@ impl Parser<'_> {
         while matches!(self.peek(), Some(b'0'..=b'9' | b'.')) {
             self.i += 1;
         }
-        std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok()
+        std::str::from_utf8(&self.s[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
     }
 }
 
@@ -380,8 +397,14 @@ mod tests {
 
     #[test]
     fn boxed_contents_keep_nested_braces() {
-        assert_eq!(last_boxed("so \\boxed{\\frac{1}{2}} and \\boxed{3}").as_deref(), Some("3"));
-        assert_eq!(last_boxed("\\boxed{\\frac{1}{2}}").as_deref(), Some("\\frac{1}{2}"));
+        assert_eq!(
+            last_boxed("so \\boxed{\\frac{1}{2}} and \\boxed{3}").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            last_boxed("\\boxed{\\frac{1}{2}}").as_deref(),
+            Some("\\frac{1}{2}")
+        );
         assert_eq!(last_boxed("\\boxed 5$").as_deref(), Some("5"));
         assert_eq!(last_boxed("no box"), None);
     }
@@ -408,7 +431,12 @@ mod tests {
 
     #[test]
     fn different_answers_are_not_equal() {
-        for (a, b) in [("\\frac{1}{3}", "0.33"), ("(1,2)", "[1,2]"), ("3", "4"), ("(1,2)", "(2,1)")] {
+        for (a, b) in [
+            ("\\frac{1}{3}", "0.33"),
+            ("(1,2)", "[1,2]"),
+            ("3", "4"),
+            ("(1,2)", "(2,1)"),
+        ] {
             assert!(!math_equal(a, b), "{a} vs {b}");
         }
     }

@@ -37,13 +37,23 @@ impl Grade {
 pub fn grade_gsm8k(response: &str, gold: &str) -> Grade {
     let gold = gsm8k_gold(gold);
     match gsm8k_answer(response) {
-        None => Grade { verdict: Verdict::Invalid, answer: String::new() },
+        None => Grade {
+            verdict: Verdict::Invalid,
+            answer: String::new(),
+        },
         Some(answer) => {
             let correct = match (parse_number(&answer), parse_number(&gold)) {
                 (Some(a), Some(g)) => numbers_close(a, g),
                 _ => answer == gold,
             };
-            Grade { verdict: if correct { Verdict::Correct } else { Verdict::Wrong }, answer }
+            Grade {
+                verdict: if correct {
+                    Verdict::Correct
+                } else {
+                    Verdict::Wrong
+                },
+                answer,
+            }
         }
     }
 }
@@ -51,11 +61,21 @@ pub fn grade_gsm8k(response: &str, gold: &str) -> Grade {
 /// Grades a MATH-style response: the last `\boxed{}` against the gold answer.
 pub fn grade_math(response: &str, gold: &str) -> Grade {
     match math_answer(response) {
-        None => Grade { verdict: Verdict::Invalid, answer: String::new() },
+        None => Grade {
+            verdict: Verdict::Invalid,
+            answer: String::new(),
+        },
         Some(answer) => {
             let gold = last_boxed(gold).unwrap_or_else(|| gold.to_string());
             let correct = math_equal(&answer, &gold);
-            Grade { verdict: if correct { Verdict::Correct } else { Verdict::Wrong }, answer }
+            Grade {
+                verdict: if correct {
+                    Verdict::Correct
+                } else {
+                    Verdict::Wrong
+                },
+                answer,
+            }
         }
     }
 }
@@ -64,10 +84,20 @@ pub fn grade_math(response: &str, gold: &str) -> Grade {
 pub fn grade_exact(response: &str, gold: &str) -> Grade {
     let answer = response.trim().to_string();
     if answer.is_empty() {
-        return Grade { verdict: Verdict::Invalid, answer };
+        return Grade {
+            verdict: Verdict::Invalid,
+            answer,
+        };
     }
     let correct = answer == gold.trim();
-    Grade { verdict: if correct { Verdict::Correct } else { Verdict::Wrong }, answer }
+    Grade {
+        verdict: if correct {
+            Verdict::Correct
+        } else {
+            Verdict::Wrong
+        },
+        answer,
+    }
 }
 
 /// Equal within 1e-6 relative (1e-6 absolute near zero).

@@ -106,7 +106,10 @@ fn check_config_file(path: &Path) -> Result<()> {
             }
             None => path.display().to_string(),
         };
-        return Err(user_error(format!("{place}: invalid TOML: {}", e.message().trim_end())));
+        return Err(user_error(format!(
+            "{place}: invalid TOML: {}",
+            e.message().trim_end()
+        )));
     }
     Ok(())
 }
@@ -120,7 +123,9 @@ fn env_layers() -> Result<Vec<Layer>> {
     vars.sort();
     vars.into_iter()
         .map(|(name, text)| {
-            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+            let key = name[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
             if key.split('.').any(str::is_empty) {
                 return Err(user_error(format!(
                     "environment variable {name}: not a recipe key (use TRAINER_SECTION__KEY)"

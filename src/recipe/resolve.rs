@@ -33,9 +33,8 @@ pub const LOSS_BATCH_FIELDS: &[&str] = &[
 ];
 
 /// Names a weight hook sees in its stats map; `[weight.params]` may not reuse them.
-pub const WEIGHT_STATS_FIELDS: &[&str] = &[
-    "n", "pc", "pe", "invalid", "answers", "alpha", "eps", "id",
-];
+pub const WEIGHT_STATS_FIELDS: &[&str] =
+    &["n", "pc", "pe", "invalid", "answers", "alpha", "eps", "id"];
 
 /// Builds error messages that name a key and its source.
 struct Ctx<'a> {
@@ -87,10 +86,7 @@ impl Ctx<'_> {
             .map(|(_, t)| *t)
             .ok_or_else(|| {
                 let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-                self.bad(
-                    key,
-                    format!("`{v}` is not one of: {}", names.join(", ")),
-                )
+                self.bad(key, format!("`{v}` is not one of: {}", names.join(", ")))
             })
     }
 
@@ -103,7 +99,10 @@ impl Ctx<'_> {
         for (name, value) in params {
             let key = format!("{section}.params.{name}");
             if reserved.contains(&name.as_str()) {
-                return Err(self.bad(&key, format!("`{name}` is a built-in name; use it directly")));
+                return Err(self.bad(
+                    &key,
+                    format!("`{name}` is a built-in name; use it directly"),
+                ));
             }
             if !is_identifier(name) {
                 return Err(self.bad(&key, "a parameter name must be a Rhai identifier"));
@@ -206,7 +205,10 @@ fn script_limits(ctx: &Ctx, r: &RawScript) -> Result<ScriptLimits> {
 
 fn model(ctx: &Ctx, r: &RawModel) -> Result<ModelSpec> {
     if r.path.trim().is_empty() {
-        return Err(ctx.bad("model.path", "must name a model folder, a .gguf file or builtin:NAME"));
+        return Err(ctx.bad(
+            "model.path",
+            "must name a model folder, a .gguf file or builtin:NAME",
+        ));
     }
     let source = match r.path.strip_prefix("builtin:") {
         Some(name) => ModelSource::Builtin(name.to_string()),
@@ -278,10 +280,16 @@ fn sampling(ctx: &Ctx, r: &RawSampling) -> Result<SampleSpec> {
     let backend = ctx.choice(
         "sampling.backend",
         &r.backend,
-        &[("local", SamplingBackend::Local), ("openai", SamplingBackend::OpenAi)],
+        &[
+            ("local", SamplingBackend::Local),
+            ("openai", SamplingBackend::OpenAi),
+        ],
     )?;
     if r.top_p <= 0.0 || r.top_p > 1.0 || !r.top_p.is_finite() {
-        return Err(ctx.bad("sampling.top_p", format!("must be in (0, 1], got {}", r.top_p)));
+        return Err(ctx.bad(
+            "sampling.top_p",
+            format!("must be in (0, 1], got {}", r.top_p),
+        ));
     }
     Ok(SampleSpec {
         backend,
@@ -321,7 +329,10 @@ fn loss(ctx: &Ctx, r: &RawLoss) -> Result<LossSpec> {
     let placement = ctx.choice(
         "loss.weight_placement",
         &r.weight_placement,
-        &[("inside", WeightPlacement::Inside), ("outside", WeightPlacement::Outside)],
+        &[
+            ("inside", WeightPlacement::Inside),
+            ("outside", WeightPlacement::Outside),
+        ],
     )?;
     let weighting = match r.weighting.as_str() {
         "none" => Weighting::None,
@@ -333,7 +344,11 @@ fn loss(ctx: &Ctx, r: &RawLoss) -> Result<LossSpec> {
             ));
         }
     };
-    for (key, v) in [("loss.gamma", r.gamma), ("loss.lambda", r.lambda), ("loss.alpha", r.alpha)] {
+    for (key, v) in [
+        ("loss.gamma", r.gamma),
+        ("loss.lambda", r.lambda),
+        ("loss.alpha", r.alpha),
+    ] {
         if !v.is_finite() {
             return Err(ctx.bad(key, format!("must be finite, got {v}")));
         }

@@ -216,7 +216,9 @@ impl WeightPlacement {
 pub enum Weighting {
     None,
     /// `exp(chosen_wpo + rejected_wpo)`, clamped at 1 when `clamp`.
-    Wpo { clamp: bool },
+    Wpo {
+        clamp: bool,
+    },
 }
 
 /// A named parameter handed to a hook.

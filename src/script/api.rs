@@ -8,6 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Position};
 use super::tensor::{self as t, ScriptTensor};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
+type TensorFn = fn(&Tensor) -> candle_core::Result<Tensor>;
 
 fn fail<T>(msg: impl Into<String>) -> Res<T> {
     Err(Box::new(EvalAltResult::ErrorRuntime(
@@ -53,11 +54,15 @@ macro_rules! arithmetic {
             let b = b.0.to_dtype(a.0.dtype());
             lift(b.and_then(|b| t::binary(&a.0, &b, $op)))
         });
-        $engine.register_fn($sym, |a: ScriptTensor, b: f64| lift(t::tensor_scalar(&a.0, b, $op)));
+        $engine.register_fn($sym, |a: ScriptTensor, b: f64| {
+            lift(t::tensor_scalar(&a.0, b, $op))
+        });
         $engine.register_fn($sym, |a: ScriptTensor, b: i64| {
             lift(t::tensor_scalar(&a.0, b as f64, $op))
         });
-        $engine.register_fn($sym, |a: f64, b: ScriptTensor| lift(t::scalar_tensor(a, &b.0, $op)));
+        $engine.register_fn($sym, |a: f64, b: ScriptTensor| {
+            lift(t::scalar_tensor(a, &b.0, $op))
+        });
         $engine.register_fn($sym, |a: i64, b: ScriptTensor| {
             lift(t::scalar_tensor(a as f64, &b.0, $op))
         });
@@ -87,7 +92,7 @@ fn register_arithmetic(engine: &mut Engine) {
 /// let w = clamp(exp(batch.chosen_wpo + batch.rejected_wpo), 0.0, 1.0);
 /// ```
 fn register_unary(engine: &mut Engine) {
-    let unary: [(&str, fn(&Tensor) -> candle_core::Result<Tensor>); 13] = [
+    let unary: [(&str, TensorFn); 13] = [
         ("exp", |x| x.exp()),
         ("ln", |x| x.log()),
         ("log", |x| x.log()),
@@ -127,7 +132,10 @@ fn register_unary(engine: &mut Engine) {
 /// ```
 fn register_binary_functions(engine: &mut Engine) {
     for (name, f) in [
-        ("max", t::maximum as fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>),
+        (
+            "max",
+            t::maximum as fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+        ),
         ("min", t::minimum),
     ] {
         engine.register_fn(name, move |a: ScriptTensor, b: ScriptTensor| {
@@ -176,7 +184,10 @@ fn register_reductions(engine: &mut Engine) {
         }
     });
     engine.register_fn("shape", |x: ScriptTensor| -> Array {
-        x.0.dims().iter().map(|d| Dynamic::from_int(*d as i64)).collect()
+        x.0.dims()
+            .iter()
+            .map(|d| Dynamic::from_int(*d as i64))
+            .collect()
     });
     engine.register_fn("to_string", |x: &mut ScriptTensor| describe(&x.0));
     engine.register_fn("to_debug", |x: &mut ScriptTensor| describe(&x.0));
@@ -205,7 +216,9 @@ fn register_constructors(engine: &mut Engine) {
         }
         lift(Tensor::new(out, &Device::Cpu))
     });
-    engine.register_fn("tensor", |value: f64| lift(Tensor::new(value, &Device::Cpu)));
+    engine.register_fn("tensor", |value: f64| {
+        lift(Tensor::new(value, &Device::Cpu))
+    });
     engine.register_fn("zeros_like", |x: ScriptTensor| lift(x.0.zeros_like()));
     engine.register_fn("ones_like", |x: ScriptTensor| lift(x.0.ones_like()));
     engine.register_fn("full_like", |x: ScriptTensor, v: Dynamic| {
@@ -226,31 +239,48 @@ fn register_constructors(engine: &mut Engine) {
 /// ```
 fn register_assertions(engine: &mut Engine) {
     engine.register_fn("assert", |cond: bool| -> Res<()> {
-        if cond { Ok(()) } else { fail("assertion failed") }
+        if cond {
+            Ok(())
+        } else {
+            fail("assertion failed")
+        }
     });
     engine.register_fn("assert", |cond: bool, msg: &str| -> Res<()> {
-        if cond { Ok(()) } else { fail(format!("assertion failed: {msg}")) }
+        if cond {
+            Ok(())
+        } else {
+            fail(format!("assertion failed: {msg}"))
+        }
     });
     engine.register_fn("assert_eq", |a: Dynamic, b: Dynamic| -> Res<()> {
         let same = match (number(&a, "").ok(), number(&b, "").ok()) {
             (Some(x), Some(y)) => x == y,
             _ => a.type_name() == b.type_name() && a.to_string() == b.to_string(),
         };
-        if same { Ok(()) } else { fail(format!("assert_eq failed: {a} != {b}")) }
-    });
-    engine.register_fn("assert_close", |a: Dynamic, b: Dynamic, tol: f64| -> Res<()> {
-        let (xs, ys) = (values(&a)?, values(&b)?);
-        if xs.len() != ys.len() && ys.len() != 1 {
-            return fail(format!("assert_close: {} values vs {}", xs.len(), ys.len()));
+        if same {
+            Ok(())
+        } else {
+            fail(format!("assert_eq failed: {a} != {b}"))
         }
-        for (i, x) in xs.iter().enumerate() {
-            let y = if ys.len() == 1 { ys[0] } else { ys[i] };
-            if (x - y).abs() > tol || x.is_nan() != y.is_nan() {
-                return fail(format!("assert_close failed at {i}: {x} vs {y} (tolerance {tol})"));
+    });
+    engine.register_fn(
+        "assert_close",
+        |a: Dynamic, b: Dynamic, tol: f64| -> Res<()> {
+            let (xs, ys) = (values(&a)?, values(&b)?);
+            if xs.len() != ys.len() && ys.len() != 1 {
+                return fail(format!("assert_close: {} values vs {}", xs.len(), ys.len()));
             }
-        }
-        Ok(())
-    });
+            for (i, x) in xs.iter().enumerate() {
+                let y = if ys.len() == 1 { ys[0] } else { ys[i] };
+                if (x - y).abs() > tol || x.is_nan() != y.is_nan() {
+                    return fail(format!(
+                        "assert_close failed at {i}: {x} vs {y} (tolerance {tol})"
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
 }
 
 /// A number, an array of numbers, or a tensor, as a flat list of f64.
@@ -309,12 +339,24 @@ fn optional(s: Option<String>) -> Dynamic {
 /// let same = math_equal("\\frac{1}{2}", "0.5"); // true
 /// ```
 fn register_graders(engine: &mut Engine) {
-    engine.register_fn("grade_gsm8k", |r: &str, gold: &str| grade_map(crate::grade::grade_gsm8k(r, gold)));
-    engine.register_fn("grade_math", |r: &str, gold: &str| grade_map(crate::grade::grade_math(r, gold)));
-    engine.register_fn("grade_exact", |r: &str, gold: &str| grade_map(crate::grade::grade_exact(r, gold)));
-    engine.register_fn("gsm8k_answer", |r: &str| optional(crate::grade::gsm8k_answer(r)));
+    engine.register_fn("grade_gsm8k", |r: &str, gold: &str| {
+        grade_map(crate::grade::grade_gsm8k(r, gold))
+    });
+    engine.register_fn("grade_math", |r: &str, gold: &str| {
+        grade_map(crate::grade::grade_math(r, gold))
+    });
+    engine.register_fn("grade_exact", |r: &str, gold: &str| {
+        grade_map(crate::grade::grade_exact(r, gold))
+    });
+    engine.register_fn("gsm8k_answer", |r: &str| {
+        optional(crate::grade::gsm8k_answer(r))
+    });
     engine.register_fn("gsm8k_gold", |g: &str| crate::grade::gsm8k_gold(g));
-    engine.register_fn("math_answer", |r: &str| optional(crate::grade::math_answer(r)));
-    engine.register_fn("math_equal", |a: &str, b: &str| crate::grade::math_equal(a, b));
+    engine.register_fn("math_answer", |r: &str| {
+        optional(crate::grade::math_answer(r))
+    });
+    engine.register_fn("math_equal", |a: &str, b: &str| {
+        crate::grade::math_equal(a, b)
+    });
     engine.register_fn("normalize_math", |a: &str| crate::grade::normalize_math(a));
 }

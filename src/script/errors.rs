@@ -35,7 +35,12 @@ pub fn eval_error(
 #[derive(Debug, Clone)]
 pub struct ImportFailure(pub String);
 
-fn describe(err: &EvalAltResult, file: &str, limits: &ScriptLimits, called: Option<&str>) -> String {
+fn describe(
+    err: &EvalAltResult,
+    file: &str,
+    limits: &ScriptLimits,
+    called: Option<&str>,
+) -> String {
     let mut file = file.to_string();
     let mut importer = file.clone();
     let mut functions: Vec<String> = Vec::new();
@@ -113,4 +118,3 @@ fn strip_position(msg: &str) -> String {
         _ => msg.to_string(),
     }
 }
-

@@ -22,7 +22,12 @@ pub enum HookKind {
 }
 
 impl HookKind {
-    pub const ALL: [HookKind; 4] = [HookKind::Grade, HookKind::Weight, HookKind::Pair, HookKind::Loss];
+    pub const ALL: [HookKind; 4] = [
+        HookKind::Grade,
+        HookKind::Weight,
+        HookKind::Pair,
+        HookKind::Loss,
+    ];
 
     /// The function name that defines the hook.
     pub fn name(self) -> &'static str {
@@ -109,7 +114,11 @@ impl ScriptHost {
     }
 
     fn in_hook(&self, hook: HookRef, what: impl std::fmt::Display) -> anyhow::Error {
-        user_error(format!("{}: fn {}: {what}", self.file(hook.unit), hook.kind.signature()))
+        user_error(format!(
+            "{}: fn {}: {what}",
+            self.file(hook.unit),
+            hook.kind.signature()
+        ))
     }
 
     /// Calls a loss hook.
@@ -160,25 +169,50 @@ impl ScriptHost {
         } else if let Ok(i) = out.as_int() {
             i as f64
         } else {
-            return Err(self.in_hook(hook, format!("returned {}, expected a number", out.type_name())));
+            return Err(self.in_hook(
+                hook,
+                format!("returned {}, expected a number", out.type_name()),
+            ));
         };
         if !value.is_finite() || value < 0.0 {
-            return Err(self.in_hook(hook, format!("returned {value}; a weight must be finite and >= 0")));
+            return Err(self.in_hook(
+                hook,
+                format!("returned {value}; a weight must be finite and >= 0"),
+            ));
         }
         Ok(value)
     }
 
     /// Calls a grade hook: `true`/`false`, or `#{correct, answer}` (answer `()`/"" when none).
-    pub fn call_grade(&self, hook: HookRef, response: &str, example: &impl Serialize) -> Result<Grade> {
+    pub fn call_grade(
+        &self,
+        hook: HookRef,
+        response: &str,
+        example: &impl Serialize,
+    ) -> Result<Grade> {
         let example = Dynamic::from_map(to_map(example)?);
-        let out = self.call(hook.unit, hook.kind.name(), vec![Dynamic::from(response.to_string()), example])?;
+        let out = self.call(
+            hook.unit,
+            hook.kind.name(),
+            vec![Dynamic::from(response.to_string()), example],
+        )?;
         if let Ok(correct) = out.as_bool() {
-            let verdict = if correct { Verdict::Correct } else { Verdict::Wrong };
-            return Ok(Grade { verdict, answer: String::new() });
+            let verdict = if correct {
+                Verdict::Correct
+            } else {
+                Verdict::Wrong
+            };
+            return Ok(Grade {
+                verdict,
+                answer: String::new(),
+            });
         }
         let type_name = out.type_name();
         let Some(map) = out.try_cast::<Map>() else {
-            return Err(self.in_hook(hook, format!("returned {type_name}, expected a bool or #{{correct, answer}}")));
+            return Err(self.in_hook(
+                hook,
+                format!("returned {type_name}, expected a bool or #{{correct, answer}}"),
+            ));
         };
         let correct = match map.get("correct").map(|v| v.as_bool()) {
             Some(Ok(c)) => c,
@@ -207,13 +241,20 @@ impl ScriptHost {
         responses: &[&str],
         gold_response: Option<&str>,
     ) -> Result<Option<PairPick>> {
-        let out = self.call(hook.unit, hook.kind.name(), vec![Dynamic::from_map(to_map(group)?)])?;
+        let out = self.call(
+            hook.unit,
+            hook.kind.name(),
+            vec![Dynamic::from_map(to_map(group)?)],
+        )?;
         if out.is_unit() {
             return Ok(None);
         }
         let type_name = out.type_name();
         let Some(map) = out.try_cast::<Map>() else {
-            return Err(self.in_hook(hook, format!("returned {type_name}, expected () or #{{chosen, rejected}}")));
+            return Err(self.in_hook(
+                hook,
+                format!("returned {type_name}, expected () or #{{chosen, rejected}}"),
+            ));
         };
         let pick = |field: &str| -> Result<Picked> {
             let value = map
@@ -224,7 +265,15 @@ impl ScriptHost {
                     .ok()
                     .filter(|i| *i < responses.len())
                     .map(Picked::Sample)
-                    .ok_or_else(|| self.in_hook(hook, format!("`{field}` = {i} is not a sample index (0..{})", responses.len())));
+                    .ok_or_else(|| {
+                        self.in_hook(
+                            hook,
+                            format!(
+                                "`{field}` = {i} is not a sample index (0..{})",
+                                responses.len()
+                            ),
+                        )
+                    });
             }
             if value.is_string() {
                 let text = value.to_string();
@@ -235,9 +284,18 @@ impl ScriptHost {
                     return Ok(Picked::Gold);
                 }
                 let preview: String = text.chars().take(60).collect();
-                return Err(self.in_hook(hook, format!("`{field}` is a response that is not in the group: {preview:?}")));
+                return Err(self.in_hook(
+                    hook,
+                    format!("`{field}` is a response that is not in the group: {preview:?}"),
+                ));
             }
-            Err(self.in_hook(hook, format!("`{field}` is {}, expected a sample index or a response string", value.type_name())))
+            Err(self.in_hook(
+                hook,
+                format!(
+                    "`{field}` is {}, expected a sample index or a response string",
+                    value.type_name()
+                ),
+            ))
         };
         let chosen = pick("chosen")?;
         let rejected = pick("rejected")?;
@@ -249,7 +307,8 @@ impl ScriptHost {
 }
 
 fn to_map(value: &impl Serialize) -> Result<Map> {
-    let dynamic = rhai::serde::to_dynamic(value).map_err(|e| anyhow::anyhow!("cannot pass a value to a script: {e}"))?;
+    let dynamic = rhai::serde::to_dynamic(value)
+        .map_err(|e| anyhow::anyhow!("cannot pass a value to a script: {e}"))?;
     dynamic
         .try_cast::<Map>()
         .ok_or_else(|| anyhow::anyhow!("internal: hook input is not a map"))

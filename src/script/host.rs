@@ -87,7 +87,11 @@ impl ScriptHost {
         let text = String::from_utf8(bytes)
             .map_err(|e| user_error(format!("script {name}: not UTF-8 text: {e}")))?;
         if let Some(folder) = path.parent() {
-            let folder = if folder.as_os_str().is_empty() { Path::new(".") } else { folder };
+            let folder = if folder.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                folder
+            };
             self.roots.allow(folder);
         }
         self.load_text(name, &text)
@@ -131,7 +135,10 @@ impl ScriptHost {
         let id = UnitId(self.units.len());
         self.engine
             .register_static_module(module_name(id), module.into());
-        self.units.push(Unit { file: name, functions });
+        self.units.push(Unit {
+            file: name,
+            functions,
+        });
         Ok(id)
     }
 

@@ -140,7 +140,9 @@ impl ScopedResolver {
 }
 
 fn outside(path: &str) -> String {
-    format!("import \"{path}\": outside plugins/ and the script's folder; imports are limited to those")
+    format!(
+        "import \"{path}\": outside plugins/ and the script's folder; imports are limited to those"
+    )
 }
 
 fn with_rhai_extension(rel: &Path) -> PathBuf {
@@ -174,17 +176,27 @@ impl ModuleResolver for ScopedResolver {
         path: &str,
         pos: Position,
     ) -> Result<SharedModule, Box<EvalAltResult>> {
-        let found = self
-            .find(source, path)
-            .map_err(|msg| Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(ImportFailure(msg)), pos)))?;
+        let found = self.find(source, path).map_err(|msg| {
+            Box::new(EvalAltResult::ErrorRuntime(
+                Dynamic::from(ImportFailure(msg)),
+                pos,
+            ))
+        })?;
         let cache_key = found.name.clone();
-        if let Some(module) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
+        if let Some(module) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+        {
             return Ok(module.clone());
         }
         let in_module = |err: Box<EvalAltResult>| {
             Box::new(EvalAltResult::ErrorInModule(found.name.clone(), err, pos))
         };
-        let mut ast = engine.compile(&found.text).map_err(|e| in_module(e.into()))?;
+        let mut ast = engine
+            .compile(&found.text)
+            .map_err(|e| in_module(e.into()))?;
         ast.set_source(found.name.as_str());
         let module: SharedModule = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(in_module)?

@@ -95,5 +95,7 @@ pub fn scalar_like(like: &Tensor, value: f64) -> Result<Tensor> {
 
 /// Every element as f64, for printing and assertions.
 pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
-    t.flatten_all()?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()
+    t.flatten_all()?
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec1::<f64>()
 }

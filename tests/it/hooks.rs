@@ -28,7 +28,9 @@ struct Stats {
 fn weight_error(body: &str) -> String {
     let (_d, host, unit) = host_with(&format!("fn weight(stats) {{ {body} }}\n"));
     let hook = host.require_hook(unit, HookKind::Weight).unwrap();
-    let err = host.call_weight(hook, &Stats { n: 4, pc: 1, pe: 3 }, &[]).unwrap_err();
+    let err = host
+        .call_weight(hook, &Stats { n: 4, pc: 1, pe: 3 }, &[])
+        .unwrap_err();
     assert_eq!(trainer::exit_code(&err), 2);
     format!("{err:#}")
 }
@@ -37,7 +39,10 @@ fn weight_error(body: &str) -> String {
 fn non_finite_or_negative_weight_is_refused() {
     for body in ["0.0 / 0.0", "1.0 / 0.0", "-1.0"] {
         let msg = weight_error(body);
-        assert!(msg.contains("hook.rhai") && msg.contains("weight(stats)") && msg.contains("finite"), "{msg}");
+        assert!(
+            msg.contains("hook.rhai") && msg.contains("weight(stats)") && msg.contains("finite"),
+            "{msg}"
+        );
     }
 }
 
@@ -51,7 +56,11 @@ fn weight_of_the_wrong_type_is_refused() {
 fn integer_weight_is_accepted() {
     let (_d, host, unit) = host_with("fn weight(stats) { stats.pe }\n");
     let hook = host.require_hook(unit, HookKind::Weight).unwrap();
-    assert_eq!(host.call_weight(hook, &Stats { n: 4, pc: 1, pe: 3 }, &[]).unwrap(), 3.0);
+    assert_eq!(
+        host.call_weight(hook, &Stats { n: 4, pc: 1, pe: 3 }, &[])
+            .unwrap(),
+        3.0
+    );
 }
 
 #[derive(Serialize)]
@@ -61,21 +70,36 @@ struct Example {
 
 #[test]
 fn grade_hook_may_return_bool_or_map() {
-    let (_d, host, unit) = host_with("fn grade(r, ex) { if r == \"b\" { return r == ex.gold; } #{correct: r == ex.gold, answer: r} }\n");
+    let (_d, host, unit) = host_with(
+        "fn grade(r, ex) { if r == \"b\" { return r == ex.gold; } #{correct: r == ex.gold, answer: r} }\n",
+    );
     let hook = host.require_hook(unit, HookKind::Grade).unwrap();
     let ex = Example { gold: "a".into() };
     let g = host.call_grade(hook, "a", &ex).unwrap();
     assert_eq!((g.verdict, g.answer.as_str()), (Verdict::Correct, "a"));
-    assert_eq!(host.call_grade(hook, "b", &ex).unwrap().verdict, Verdict::Wrong);
-    assert_eq!(host.call_grade(hook, "", &ex).unwrap().verdict, Verdict::Invalid);
+    assert_eq!(
+        host.call_grade(hook, "b", &ex).unwrap().verdict,
+        Verdict::Wrong
+    );
+    assert_eq!(
+        host.call_grade(hook, "", &ex).unwrap().verdict,
+        Verdict::Invalid
+    );
 }
 
 #[test]
 fn grade_hook_returning_a_number_is_refused() {
     let (_d, host, unit) = host_with("fn grade(r, ex) { 1 }\n");
     let hook = host.require_hook(unit, HookKind::Grade).unwrap();
-    let msg = format!("{:#}", host.call_grade(hook, "a", &Example { gold: "a".into() }).unwrap_err());
-    assert!(msg.contains("grade(response, example)") && msg.contains("expected a bool"), "{msg}");
+    let msg = format!(
+        "{:#}",
+        host.call_grade(hook, "a", &Example { gold: "a".into() })
+            .unwrap_err()
+    );
+    assert!(
+        msg.contains("grade(response, example)") && msg.contains("expected a bool"),
+        "{msg}"
+    );
 }
 
 #[derive(Serialize)]
@@ -85,12 +109,20 @@ struct Group {
 
 #[test]
 fn pair_hook_response_must_be_in_the_group() {
-    let (_d, host, unit) = host_with("fn pair(g) { #{chosen: g.samples[0], rejected: \"made up\"} }\n");
+    let (_d, host, unit) =
+        host_with("fn pair(g) { #{chosen: g.samples[0], rejected: \"made up\"} }\n");
     let hook = host.require_hook(unit, HookKind::Pair).unwrap();
-    let group = Group { samples: vec!["x".into(), "y".into()] };
-    let err = host.call_pair(hook, &group, &["x", "y"], Some("gold")).unwrap_err();
+    let group = Group {
+        samples: vec!["x".into(), "y".into()],
+    };
+    let err = host
+        .call_pair(hook, &group, &["x", "y"], Some("gold"))
+        .unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("not in the group") && msg.contains("made up"), "{msg}");
+    assert!(
+        msg.contains("not in the group") && msg.contains("made up"),
+        "{msg}"
+    );
     assert_eq!(trainer::exit_code(&err), 2);
 }
 
@@ -100,13 +132,28 @@ fn pair_hook_can_pick_by_index_text_or_gold_and_skip() {
         "fn pair(g) { if g.samples.len() == 1 { return (); } if g.samples.len() == 3 { return #{chosen: \"gold\", rejected: 2}; } #{chosen: 1, rejected: \"x\"} }\n",
     );
     let hook = host.require_hook(unit, HookKind::Pair).unwrap();
-    let two = Group { samples: vec!["x".into(), "y".into()] };
-    let p = host.call_pair(hook, &two, &["x", "y"], None).unwrap().unwrap();
-    assert_eq!((p.chosen, p.rejected), (Picked::Sample(1), Picked::Sample(0)));
-    let three = Group { samples: vec!["x".into(), "y".into(), "z".into()] };
-    let p = host.call_pair(hook, &three, &["x", "y", "z"], Some("gold")).unwrap().unwrap();
+    let two = Group {
+        samples: vec!["x".into(), "y".into()],
+    };
+    let p = host
+        .call_pair(hook, &two, &["x", "y"], None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.chosen, p.rejected),
+        (Picked::Sample(1), Picked::Sample(0))
+    );
+    let three = Group {
+        samples: vec!["x".into(), "y".into(), "z".into()],
+    };
+    let p = host
+        .call_pair(hook, &three, &["x", "y", "z"], Some("gold"))
+        .unwrap()
+        .unwrap();
     assert_eq!((p.chosen, p.rejected), (Picked::Gold, Picked::Sample(2)));
-    let one = Group { samples: vec!["x".into()] };
+    let one = Group {
+        samples: vec!["x".into()],
+    };
     assert!(host.call_pair(hook, &one, &["x"], None).unwrap().is_none());
 }
 
@@ -129,19 +176,31 @@ fn batch(b: usize) -> LossInputs {
 fn loss_hook_must_return_a_tensor_of_the_right_shape() {
     let (_d, host, unit) = host_with("fn loss(batch) { 1.0 }\n");
     let hook = host.require_hook(unit, HookKind::Loss).unwrap();
-    let msg = format!("{:#}", host.call_loss(hook, &batch(3), &LossSpec::default().hook_params()).unwrap_err());
+    let msg = format!(
+        "{:#}",
+        host.call_loss(hook, &batch(3), &LossSpec::default().hook_params())
+            .unwrap_err()
+    );
     assert!(msg.contains("expected a Tensor"), "{msg}");
 
     let (_d, host, unit) = host_with("fn loss(batch) { tensor([1.0, 2.0]) }\n");
     let hook = host.require_hook(unit, HookKind::Loss).unwrap();
-    let msg = format!("{:#}", host.call_loss(hook, &batch(3), &LossSpec::default().hook_params()).unwrap_err());
+    let msg = format!(
+        "{:#}",
+        host.call_loss(hook, &batch(3), &LossSpec::default().hook_params())
+            .unwrap_err()
+    );
     assert!(msg.contains("shape [2]") && msg.contains("[3]"), "{msg}");
 }
 
 #[test]
 fn runtime_error_in_a_hook_names_file_line_and_function() {
-    let (_d, host, unit) = host_with("fn helper(b) {\n  b.nothing + 1\n}\nfn loss(batch) { helper(batch) }\n");
+    let (_d, host, unit) =
+        host_with("fn helper(b) {\n  b.nothing + 1\n}\nfn loss(batch) { helper(batch) }\n");
     let hook = host.require_hook(unit, HookKind::Loss).unwrap();
     let msg = format!("{:#}", host.call_loss(hook, &batch(2), &[]).unwrap_err());
-    assert!(msg.contains("hook.rhai:2:") && msg.contains("in fn helper"), "{msg}");
+    assert!(
+        msg.contains("hook.rhai:2:") && msg.contains("in fn helper"),
+        "{msg}"
+    );
 }

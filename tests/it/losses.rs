@@ -26,19 +26,54 @@ type Closed = fn(&Pair, &LossSpec) -> (f64, f64, f64);
 fn pairs() -> [Pair; B] {
     [
         // chosen improves, rejected drops: large positive margin
-        Pair { c: -10.0, r: -30.0, rc: -14.0, rr: -20.0, tc: 8.0, tr: 12.0, w: 1.0 },
+        Pair {
+            c: -10.0,
+            r: -30.0,
+            rc: -14.0,
+            rr: -20.0,
+            tc: 8.0,
+            tr: 12.0,
+            w: 1.0,
+        },
         // chosen drops below the reference (DPOP penalty active)
-        Pair { c: -25.0, r: -18.0, rc: -21.0, rr: -19.5, tc: 15.0, tr: 9.0, w: 1.7 },
+        Pair {
+            c: -25.0,
+            r: -18.0,
+            rc: -21.0,
+            rr: -19.5,
+            tc: 15.0,
+            tr: 9.0,
+            w: 1.7,
+        },
         // small negative margin
-        Pair { c: -7.5, r: -6.0, rc: -7.0, rr: -6.2, tc: 5.0, tr: 4.0, w: 0.6 },
+        Pair {
+            c: -7.5,
+            r: -6.0,
+            rc: -7.0,
+            rr: -6.2,
+            tc: 5.0,
+            tr: 4.0,
+            w: 0.6,
+        },
         // long responses
-        Pair { c: -60.0, r: -75.0, rc: -62.0, rr: -70.0, tc: 40.0, tr: 33.0, w: 2.25 },
+        Pair {
+            c: -60.0,
+            r: -75.0,
+            rc: -62.0,
+            rr: -70.0,
+            tc: 40.0,
+            tr: 33.0,
+            w: 2.25,
+        },
     ]
 }
 
-
 fn log_sig(x: f64) -> f64 {
-    if x >= 0.0 { -(-x).exp().ln_1p() } else { x - x.exp().ln_1p() }
+    if x >= 0.0 {
+        -(-x).exp().ln_1p()
+    } else {
+        x - x.exp().ln_1p()
+    }
 }
 
 fn sig(x: f64) -> f64 {
@@ -72,17 +107,33 @@ fn dpo(p: &Pair, s: &LossSpec) -> (f64, f64, f64) {
 
 fn cdpo(p: &Pair, s: &LossSpec) -> (f64, f64, f64) {
     let e = s.label_smoothing;
-    margin_loss(p, s, |m| (-(1.0 - e) * log_sig(m) - e * log_sig(-m), -(1.0 - e) * sig(-m) + e * sig(m)))
+    margin_loss(p, s, |m| {
+        (
+            -(1.0 - e) * log_sig(m) - e * log_sig(-m),
+            -(1.0 - e) * sig(-m) + e * sig(m),
+        )
+    })
 }
 
 fn robust(p: &Pair, s: &LossSpec) -> (f64, f64, f64) {
     let e = s.label_smoothing;
     let k = 1.0 - 2.0 * e;
-    margin_loss(p, s, |m| ((-(1.0 - e) * log_sig(m) + e * log_sig(-m)) / k, (-(1.0 - e) * sig(-m) - e * sig(m)) / k))
+    margin_loss(p, s, |m| {
+        (
+            (-(1.0 - e) * log_sig(m) + e * log_sig(-m)) / k,
+            (-(1.0 - e) * sig(-m) - e * sig(m)) / k,
+        )
+    })
 }
 
 fn hinge(p: &Pair, s: &LossSpec) -> (f64, f64, f64) {
-    margin_loss(p, s, |m| if 1.0 - m > 0.0 { (1.0 - m, -1.0) } else { (0.0, 0.0) })
+    margin_loss(p, s, |m| {
+        if 1.0 - m > 0.0 {
+            (1.0 - m, -1.0)
+        } else {
+            (0.0, 0.0)
+        }
+    })
 }
 
 fn ipo(p: &Pair, s: &LossSpec) -> (f64, f64, f64) {
@@ -132,7 +183,11 @@ fn orpo(p: &Pair, s: &LossSpec) -> (f64, f64, f64) {
         (-s.beta * log_sig(lo) * p.w, -s.beta * sig(-lo) * p.w)
     };
     let l = s.alpha * (-aw) + odds;
-    (l, (-s.alpha + d_odds * dlo_daw) / p.tc, d_odds * dlo_dal / p.tr)
+    (
+        l,
+        (-s.alpha + d_odds * dlo_daw) / p.tc,
+        d_odds * dlo_dal / p.tr,
+    )
 }
 
 fn rpo(p: &Pair, s: &LossSpec) -> (f64, f64, f64) {
@@ -155,9 +210,13 @@ fn spec(placement: WeightPlacement) -> LossSpec {
 /// Runs plugin `name` on `pairs()` and compares value and gradient with `closed`.
 fn assert_plugin_matches(name: &str, closed: Closed) {
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
-    let hook = trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin(name.into())).unwrap();
+    let hook =
+        trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin(name.into()))
+            .unwrap();
     let ps = pairs();
-    let col = |f: fn(&Pair) -> f64| Tensor::new(ps.iter().map(f).collect::<Vec<f64>>(), &Device::Cpu).unwrap();
+    let col = |f: fn(&Pair) -> f64| {
+        Tensor::new(ps.iter().map(f).collect::<Vec<f64>>(), &Device::Cpu).unwrap()
+    };
     for placement in [WeightPlacement::Inside, WeightPlacement::Outside] {
         let s = spec(placement);
         let c = Var::from_tensor(&col(|p| p.c)).unwrap();
@@ -173,19 +232,39 @@ fn assert_plugin_matches(name: &str, closed: Closed) {
             chosen_wpo: col(|_| -0.5),
             rejected_wpo: col(|_| -0.7),
         };
-        let LossOutput::PerPair(per_pair) = host.call_loss(hook, &inputs, &s.hook_params()).unwrap() else {
+        let LossOutput::PerPair(per_pair) =
+            host.call_loss(hook, &inputs, &s.hook_params()).unwrap()
+        else {
             panic!("{name}: expected per-pair losses");
         };
-        let values = per_pair.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+        let values = per_pair
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let grads = per_pair.mean_all().unwrap().backward().unwrap();
         let gc = grads.get(c.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
         let gr = grads.get(r.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
         for (i, p) in ps.iter().enumerate() {
             let (l, dc, dr) = closed(p, &s);
             let tag = format!("{name} [{}] pair {i}", placement.as_str());
-            assert!((values[i] - l).abs() < 1e-9 * l.abs().max(1.0), "{tag}: value {} vs {l}", values[i]);
-            assert!((gc[i] - dc / B as f64).abs() < 1e-9, "{tag}: d/dchosen {} vs {}", gc[i], dc / B as f64);
-            assert!((gr[i] - dr / B as f64).abs() < 1e-9, "{tag}: d/drejected {} vs {}", gr[i], dr / B as f64);
+            assert!(
+                (values[i] - l).abs() < 1e-9 * l.abs().max(1.0),
+                "{tag}: value {} vs {l}",
+                values[i]
+            );
+            assert!(
+                (gc[i] - dc / B as f64).abs() < 1e-9,
+                "{tag}: d/dchosen {} vs {}",
+                gc[i],
+                dc / B as f64
+            );
+            assert!(
+                (gr[i] - dr / B as f64).abs() < 1e-9,
+                "{tag}: d/drejected {} vs {}",
+                gr[i],
+                dr / B as f64
+            );
         }
     }
 }
@@ -240,7 +319,9 @@ fn log_sigmoid_gradient_is_one_half_beta_at_zero_margin() {
     // ../shared/fixtures/smollm2_dpo_reference.json: the model is its own reference, so every
     // margin is exactly 0 and DPO's gradient must be −β/2 per pair, not 0 (a kink artefact).
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
-    let hook = trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into())).unwrap();
+    let hook =
+        trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
+            .unwrap();
     let z = Tensor::new(&[-12.0f64, -28.0], &Device::Cpu).unwrap();
     let c = Var::from_tensor(&z).unwrap();
     let ones = z.ones_like().unwrap();
@@ -256,7 +337,9 @@ fn log_sigmoid_gradient_is_one_half_beta_at_zero_margin() {
         rejected_wpo: ones,
     };
     let s = LossSpec::default();
-    let LossOutput::PerPair(l) = host.call_loss(hook, &inputs, &s.hook_params()).unwrap() else { panic!() };
+    let LossOutput::PerPair(l) = host.call_loss(hook, &inputs, &s.hook_params()).unwrap() else {
+        panic!()
+    };
     let g = l.sum_all().unwrap().backward().unwrap();
     let gc = g.get(c.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
     assert_eq!(gc, vec![-0.05, -0.05]);

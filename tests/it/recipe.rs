@@ -4,7 +4,9 @@ use crate::common::{assert_user_error, stdout, trainer, write};
 use trainer::recipe::{self, LossSpec, RecipeInput, ScriptLimits};
 
 fn line_for<'a>(text: &'a str, section: &str, key: &str) -> &'a str {
-    let start = text.find(&format!("[{section}]\n")).expect("section present");
+    let start = text
+        .find(&format!("[{section}]\n"))
+        .expect("section present");
     text[start..]
         .lines()
         .find(|l| l.starts_with(&format!("{key} = ")))
@@ -16,29 +18,57 @@ fn set_value_is_shown_with_its_source() {
     let out = trainer(&["recipe", "--set", "train.lr=3e-7"], &[]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert_eq!(line_for(&text, "train", "lr"), "lr = 3e-7  # --set train.lr=3e-7");
+    assert_eq!(
+        line_for(&text, "train", "lr"),
+        "lr = 3e-7  # --set train.lr=3e-7"
+    );
     assert_eq!(line_for(&text, "train", "epochs"), "epochs = 1  # default");
 }
 
 #[test]
 fn later_layers_win_file_then_env_then_set() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write(dir.path(), "r.toml", "[train]\nlr = 5e-6\nepochs = 2\nbatch_size = 8\n");
+    let config = write(
+        dir.path(),
+        "r.toml",
+        "[train]\nlr = 5e-6\nepochs = 2\nbatch_size = 8\n",
+    );
     let config = config.to_str().unwrap();
-    let env = [("TRAINER_TRAIN__EPOCHS", "3"), ("TRAINER_TRAIN__LR", "2e-6")];
-    let out = trainer(&["recipe", "--config", config, "--set", "train.lr=3e-7"], &env);
+    let env = [
+        ("TRAINER_TRAIN__EPOCHS", "3"),
+        ("TRAINER_TRAIN__LR", "2e-6"),
+    ];
+    let out = trainer(
+        &["recipe", "--config", config, "--set", "train.lr=3e-7"],
+        &env,
+    );
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
     let text = stdout(&out);
-    assert_eq!(line_for(&text, "train", "lr"), "lr = 3e-7  # --set train.lr=3e-7");
-    assert_eq!(line_for(&text, "train", "epochs"), "epochs = 3  # TRAINER_TRAIN__EPOCHS");
-    assert_eq!(line_for(&text, "train", "batch_size"), format!("batch_size = 8  # {config}"));
-    assert_eq!(line_for(&text, "train", "grad_accum"), "grad_accum = 1  # default");
+    assert_eq!(
+        line_for(&text, "train", "lr"),
+        "lr = 3e-7  # --set train.lr=3e-7"
+    );
+    assert_eq!(
+        line_for(&text, "train", "epochs"),
+        "epochs = 3  # TRAINER_TRAIN__EPOCHS"
+    );
+    assert_eq!(
+        line_for(&text, "train", "batch_size"),
+        format!("batch_size = 8  # {config}")
+    );
+    assert_eq!(
+        line_for(&text, "train", "grad_accum"),
+        "grad_accum = 1  # default"
+    );
 }
 
 #[test]
 fn unknown_key_from_set_names_the_key() {
     let out = trainer(&["recipe", "--set", "train.lrr=1"], &[]);
-    assert_user_error(&out, &["train.lrr", "--set train.lrr=1", "unknown recipe key"]);
+    assert_user_error(
+        &out,
+        &["train.lrr", "--set train.lrr=1", "unknown recipe key"],
+    );
 }
 
 #[test]
@@ -93,8 +123,25 @@ fn built_in_defaults_match_the_rust_defaults() {
     assert_eq!(r.script, ScriptLimits::default());
     let d = LossSpec::default();
     assert_eq!(
-        (r.loss.hook, r.loss.beta, r.loss.gamma, r.loss.lambda, r.loss.label_smoothing, r.loss.alpha),
-        (d.hook, d.beta, d.gamma, d.lambda, d.label_smoothing, d.alpha)
+        (
+            r.loss.hook,
+            r.loss.beta,
+            r.loss.gamma,
+            r.loss.lambda,
+            r.loss.label_smoothing,
+            r.loss.alpha
+        ),
+        (
+            d.hook,
+            d.beta,
+            d.gamma,
+            d.lambda,
+            d.label_smoothing,
+            d.alpha
+        )
     );
-    assert_eq!((r.loss.placement, r.loss.weighting), (d.placement, d.weighting));
+    assert_eq!(
+        (r.loss.placement, r.loss.weighting),
+        (d.placement, d.weighting)
+    );
 }

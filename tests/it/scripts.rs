@@ -11,7 +11,11 @@ fn every_plugin_passes_check() {
         let file = format!("plugins/{path}");
         let out = trainer(&["check", "--script", &file], &[]);
         let text = stdout(&out);
-        assert!(out.status.success(), "{file}: {text}{}", crate::common::stderr(&out));
+        assert!(
+            out.status.success(),
+            "{file}: {text}{}",
+            crate::common::stderr(&out)
+        );
         if path.starts_with("loss/") {
             assert_eq!(text.matches("gradient check").count(), 2, "{file}: {text}");
         }
@@ -29,7 +33,10 @@ fn embedded_plugins_are_the_files_on_disk() {
         }
     }
     on_disk.sort();
-    let mut embedded: Vec<String> = trainer::script::PLUGINS.iter().map(|(k, _)| k.to_string()).collect();
+    let mut embedded: Vec<String> = trainer::script::PLUGINS
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .collect();
     embedded.sort();
     assert_eq!(on_disk, embedded);
     for (key, text) in trainer::script::PLUGINS {
@@ -41,7 +48,11 @@ fn embedded_plugins_are_the_files_on_disk() {
 #[test]
 fn syntax_error_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "bad.rhai", "fn loss(batch) {\n  let x = 1 +;\n}\n");
+    let s = write(
+        dir.path(),
+        "bad.rhai",
+        "fn loss(batch) {\n  let x = 1 +;\n}\n",
+    );
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
     assert_user_error(&out, &["bad.rhai:2:", "syntax error"]);
 }
@@ -49,18 +60,34 @@ fn syntax_error_names_file_and_line() {
 #[test]
 fn endless_loop_is_stopped_by_the_operation_limit_within_five_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "spin.rhai", "fn weight(stats) { loop { } }\nfn test_spin() { weight(#{}) }\n");
+    let s = write(
+        dir.path(),
+        "spin.rhai",
+        "fn weight(stats) { loop { } }\nfn test_spin() { weight(#{}) }\n",
+    );
     let started = Instant::now();
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_user_error(&out, &["spin.rhai", "check failed"]);
-    assert!(stdout(&out).contains("script.max_operations"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("script.max_operations"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
 fn endless_loop_at_top_level_is_an_error_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "top.rhai", "let i = 0;\nwhile true { i += 1; }\n");
+    let s = write(
+        dir.path(),
+        "top.rhai",
+        "let i = 0;\nwhile true { i += 1; }\n",
+    );
     let started = Instant::now();
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -70,10 +97,18 @@ fn endless_loop_at_top_level_is_an_error_at_load() {
 #[test]
 fn recursion_bomb_is_stopped_by_the_call_depth_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "bomb.rhai", "fn f(n) { f(n + 1) + f(n + 2) }\nfn test_bomb() { f(0) }\n");
+    let s = write(
+        dir.path(),
+        "bomb.rhai",
+        "fn f(n) { f(n + 1) + f(n + 2) }\nfn test_bomb() { f(0) }\n",
+    );
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
     assert_user_error(&out, &["bomb.rhai"]);
-    assert!(stdout(&out).contains("script.max_call_depth"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("script.max_call_depth"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -88,9 +123,16 @@ fn giant_string_is_stopped_by_the_size_limit() {
 fn import_outside_the_allowed_folders_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "secret.rhai", "fn weight(s) { 1.0 }\n");
-    let s = write(dir.path(), "exp/sneaky.rhai", "import \"../secret\" as s;\nfn weight(stats) { s::weight(stats) }\n");
+    let s = write(
+        dir.path(),
+        "exp/sneaky.rhai",
+        "import \"../secret\" as s;\nfn weight(stats) { s::weight(stats) }\n",
+    );
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
-    assert_user_error(&out, &["sneaky.rhai:1:", "outside plugins/ and the script's folder"]);
+    assert_user_error(
+        &out,
+        &["sneaky.rhai:1:", "outside plugins/ and the script's folder"],
+    );
 }
 
 #[test]
@@ -104,13 +146,22 @@ fn import_beside_the_script_and_from_plugins_works() {
          fn test_doubles() { let b = dpo::example(\"inside\"); assert_close(loss(b), dpo::loss(b) * 2.0, 1e-12); }\n",
     );
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
-    assert!(out.status.success(), "{}{}", stdout(&out), crate::common::stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        crate::common::stderr(&out)
+    );
 }
 
 #[test]
 fn eval_is_disabled() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "ev.rhai", "fn weight(stats) { eval(\"1.0\") }\n");
+    let s = write(
+        dir.path(),
+        "ev.rhai",
+        "fn weight(stats) { eval(\"1.0\") }\n",
+    );
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
     assert_user_error(&out, &["ev.rhai:1:", "eval"]);
 }
@@ -126,7 +177,11 @@ fn hook_with_wrong_arity_is_refused() {
 #[test]
 fn gradient_check_catches_a_loss_that_detaches_the_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "det.rhai", "fn loss(batch) { -log_sigmoid(detach(batch.chosen_logps) - batch.rejected_logps) }\n");
+    let s = write(
+        dir.path(),
+        "det.rhai",
+        "fn loss(batch) { -log_sigmoid(detach(batch.chosen_logps) - batch.rejected_logps) }\n",
+    );
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
     assert_user_error(&out, &["det.rhai", "check failed"]);
     assert!(stdout(&out).contains("FAILED"));
@@ -135,16 +190,31 @@ fn gradient_check_catches_a_loss_that_detaches_the_policy() {
 #[test]
 fn failing_test_function_reports_line_and_function() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "t.rhai", "fn test_math() {\n  assert_close(1.0, 2.0, 0.1);\n}\n");
+    let s = write(
+        dir.path(),
+        "t.rhai",
+        "fn test_math() {\n  assert_close(1.0, 2.0, 0.1);\n}\n",
+    );
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
     assert_user_error(&out, &["t.rhai", "check failed"]);
     let text = stdout(&out);
-    assert!(text.contains("t.rhai:2:") && text.contains("in fn test_math"), "{text}");
+    assert!(
+        text.contains("t.rhai:2:") && text.contains("in fn test_math"),
+        "{text}"
+    );
 }
 
 #[test]
 fn pipeline_checks_hooks_before_any_model_work() {
-    let out = trainer(&["--script", "scripts/plug_and_play.rhai", "--set", "loss.name=nope"], &[]);
+    let out = trainer(
+        &[
+            "--script",
+            "scripts/plug_and_play.rhai",
+            "--set",
+            "loss.name=nope",
+        ],
+        &[],
+    );
     assert_user_error(&out, &["no plugin `nope`", "plugins/loss/"]);
 }
 

@@ -15,9 +15,23 @@ struct Stats {
 
 fn weight_of(plugin: &str, pc: i64, pe: i64, n: i64, alpha: f64, eps: f64) -> f64 {
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
-    let hook = trainer::hookset::from_source(&mut host, HookKind::Weight, &HookSource::Plugin(plugin.into())).unwrap();
-    let stats = Stats { n, pc, pe, invalid: 0, answers: vec![] };
-    let params = [("alpha".to_string(), HookParam::Float(alpha)), ("eps".to_string(), HookParam::Float(eps))];
+    let hook = trainer::hookset::from_source(
+        &mut host,
+        HookKind::Weight,
+        &HookSource::Plugin(plugin.into()),
+    )
+    .unwrap();
+    let stats = Stats {
+        n,
+        pc,
+        pe,
+        invalid: 0,
+        answers: vec![],
+    };
+    let params = [
+        ("alpha".to_string(), HookParam::Float(alpha)),
+        ("eps".to_string(), HookParam::Float(eps)),
+    ];
     host.call_weight(hook, &stats, &params).unwrap()
 }
 
@@ -39,7 +53,10 @@ fn plug_and_play_weight_follows_the_paper_on_a_table() {
     ];
     for (pc, pe, n, alpha, eps, expected) in table {
         let w = weight_of("plug_and_play", pc, pe, n, alpha, eps);
-        assert!((w - expected).abs() < 1e-12, "Pc={pc} Pe={pe} N={n} α={alpha} ε={eps}: {w} vs {expected}");
+        assert!(
+            (w - expected).abs() < 1e-12,
+            "Pc={pc} Pe={pe} N={n} α={alpha} ε={eps}: {w} vs {expected}"
+        );
     }
 }
 
