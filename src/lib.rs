@@ -7,6 +7,7 @@ pub mod error;
 pub mod grade;
 pub mod hookset;
 pub mod loss;
+pub mod model;
 pub mod recipe;
 pub mod rng;
 pub mod script;

@@ -60,3 +60,25 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write file");
     path
 }
+
+/// `../shared` beside the project, or `None` with a printed reason. In CI (`CI` set) its absence
+/// is a failure, not a skip.
+pub fn shared() -> Option<PathBuf> {
+    let dir = root().join("../shared");
+    if dir.join("fixtures").is_dir() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("../shared is required in CI but {} is missing", dir.display());
+    }
+    eprintln!("skipped: ../shared is absent ({}), so the PyTorch parity data is not available", dir.display());
+    None
+}
+
+/// The SmolLM2 GGUF and the parsed JSON fixture `name` from `../shared`, or `None` (skipped).
+pub fn smollm2_fixture(name: &str) -> Option<(PathBuf, serde_json::Value)> {
+    let dir = shared()?;
+    let model = dir.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let text = std::fs::read_to_string(dir.join("fixtures").join(name)).expect("fixture readable");
+    Some((model, serde_json::from_str(&text).expect("fixture is JSON")))
+}

@@ -5,4 +5,5 @@ mod hooks;
 mod losses;
 mod recipe;
 mod scripts;
+mod smollm2;
 mod weights;

@@ -1,0 +1,215 @@
+//! The decoder forward (Llama / Qwen2) from differentiable ops: embedding, RMSNorm, rotary
+//! attention with grouped KV heads, SwiGLU MLP, with an optional KV cache for generation.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use super::config::ModelConfig;
+use super::ops::{apply_rope, linear, rms_norm, rope_tables, softmax_last};
+
+/// One layer's weights, HF layout (`[out, in]`, q/k rows in HF's non-interleaved rope order).
+#[derive(Debug, Clone)]
+pub struct LayerWeights {
+    pub attn_norm: Tensor,
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    pub q_bias: Option<Tensor>,
+    pub k_bias: Option<Tensor>,
+    pub v_bias: Option<Tensor>,
+    pub o: Tensor,
+    pub mlp_norm: Tensor,
+    pub gate: Tensor,
+    pub up: Tensor,
+    pub down: Tensor,
+}
+
+/// All weights of a decoder.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    pub embed: Tensor,
+    pub layers: Vec<LayerWeights>,
+    pub norm: Tensor,
+    /// `None` when tied to the embedding.
+    pub lm_head: Option<Tensor>,
+}
+
+fn detach_opt(t: &Option<Tensor>) -> Option<Tensor> {
+    t.as_ref().map(Tensor::detach)
+}
+
+impl Weights {
+    /// The same weights (same storage) without gradient tracking, for generation and reference passes.
+    pub fn detached(&self) -> Weights {
+        Weights {
+            embed: self.embed.detach(),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerWeights {
+                    attn_norm: l.attn_norm.detach(),
+                    q: l.q.detach(),
+                    k: l.k.detach(),
+                    v: l.v.detach(),
+                    q_bias: detach_opt(&l.q_bias),
+                    k_bias: detach_opt(&l.k_bias),
+                    v_bias: detach_opt(&l.v_bias),
+                    o: l.o.detach(),
+                    mlp_norm: l.mlp_norm.detach(),
+                    gate: l.gate.detach(),
+                    up: l.up.detach(),
+                    down: l.down.detach(),
+                })
+                .collect(),
+            norm: self.norm.detach(),
+            lm_head: detach_opt(&self.lm_head),
+        }
+    }
+
+    /// The output projection (the embedding when tied).
+    ///
+    /// # Shapes
+    /// `[V, H]`.
+    pub fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+}
+
+/// Keys and values of the positions seen so far, per layer.
+///
+/// # Shapes
+/// Each entry is `([B, kv_heads, S, head_dim], [B, kv_heads, S, head_dim])`.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: vec![None; num_layers] }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .and_then(|(k, _)| k.dim(2).ok())
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the batch rows in `keep` (finished sequences leave the batch).
+    pub fn select_rows(&mut self, keep: &Tensor) -> Result<()> {
+        for entry in self.layers.iter_mut().flatten() {
+            entry.0 = entry.0.index_select(keep, 0)?;
+            entry.1 = entry.1.index_select(keep, 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// The additive causal mask for `t` new positions after `past` cached ones.
+///
+/// # Shapes
+/// → `[1, 1, t, past + t]` (0 where visible, −∞ where not).
+pub fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
+    let s = past + t;
+    let values: Vec<f32> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Tensor::from_vec(values, (1, 1, t, s), device)
+}
+
+/// Runs the decoder and returns the final-normed hidden states.
+///
+/// # Shapes
+/// `ids`, `positions`: `[B, T]` (u32); `mask`: `[B or 1, 1, T, S]` additive with
+/// `S = cache.len() + T` → `[B, T, H]`.
+pub fn forward(
+    cfg: &ModelConfig,
+    w: &Weights,
+    ids: &Tensor,
+    positions: &Tensor,
+    mask: &Tensor,
+    mut cache: Option<&mut KvCache>,
+) -> Result<Tensor> {
+    let (b, t) = ids.dims2()?;
+    let mut x = w.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, cfg.hidden_size))?;
+    let (cos, sin) = rope_tables(positions, cfg.head_dim, cfg.rope_theta)?;
+    let mask = mask.unsqueeze(1)?; // [B, 1, 1, T, S]
+    for (i, layer) in w.layers.iter().enumerate() {
+        let h = rms_norm(&x, &layer.attn_norm, cfg.rms_eps)?;
+        let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+        let a = attention(cfg, layer, &h, &cos, &sin, &mask, slot)?;
+        x = (x + a)?;
+        let h = rms_norm(&x, &layer.mlp_norm, cfg.rms_eps)?;
+        let gate = linear(&h, &layer.gate, None)?.silu()?;
+        let up = linear(&h, &layer.up, None)?;
+        x = (x + linear(&(gate * up)?, &layer.down, None)?)?;
+    }
+    rms_norm(&x, &w.norm, cfg.rms_eps)
+}
+
+/// Grouped-query attention. Query heads sharing a KV head are folded into the time axis so that
+/// K and V are never copied per query head.
+fn attention(
+    cfg: &ModelConfig,
+    l: &LayerWeights,
+    h: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    mask: &Tensor,
+    cache: Option<&mut Option<(Tensor, Tensor)>>,
+) -> Result<Tensor> {
+    let (b, t, _) = h.dims3()?;
+    let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+    let rep = nh / nkv;
+    let split = |x: Tensor, heads: usize| x.reshape((b, t, heads, hd))?.transpose(1, 2);
+    let q = split(linear(h, &l.q, l.q_bias.as_ref())?, nh)?;
+    let k = split(linear(h, &l.k, l.k_bias.as_ref())?, nkv)?;
+    let v = split(linear(h, &l.v, l.v_bias.as_ref())?, nkv)?.contiguous()?;
+    let q = apply_rope(&q.contiguous()?, cos, sin)?;
+    let k = apply_rope(&k.contiguous()?, cos, sin)?;
+    let (k, v) = match cache {
+        Some(slot) => {
+            let kv = match slot.take() {
+                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                None => (k, v),
+            };
+            *slot = Some(kv.clone());
+            kv
+        }
+        None => (k, v),
+    };
+    let s = k.dim(2)?;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let q = q.reshape((b, nkv, rep * t, hd))?;
+    let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, nkv, rep, t, s))?;
+    let probs = softmax_last(&scores.broadcast_add(mask)?)?.reshape((b, nkv, rep * t, s))?;
+    let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
+    linear(&out.reshape((b, t, nh * hd))?, &l.o, None)
+}
+
+/// Logits of the rows of `hidden` listed in `rows` (only those positions pay for the head).
+///
+/// # Shapes
+/// `hidden`: `[B, T, H]`, `rows`: `[N]` (u32 indices into the flattened `B·T`) → `[N, V]`.
+pub fn logits_at(w: &Weights, hidden: &Tensor, rows: &Tensor) -> Result<Tensor> {
+    let (b, t, hsz) = hidden.dims3()?;
+    let picked = hidden.reshape((b * t, hsz))?.index_select(rows, 0)?;
+    picked.matmul(&w.head().t()?)
+}
+
+/// Logits of every position.
+///
+/// # Shapes
+/// `hidden`: `[B, T, H]` → `[B, T, V]`.
+pub fn logits_all(w: &Weights, hidden: &Tensor) -> Result<Tensor> {
+    let (b, t, hsz) = hidden.dims3()?;
+    let out = hidden.reshape((b * t, hsz))?.matmul(&w.head().t()?)?;
+    out.reshape((b, t, ())).and_then(|x| x.to_dtype(DType::F32))
+}
+

@@ -1,0 +1,229 @@
+//! Generation: batched prompts of unequal length (left padding), a KV cache, greedy or
+//! temperature / top-k / top-p sampling, stop on EOS or stop strings. Each request carries its
+//! own seed, so a sample never depends on which other requests share its batch.
+
+use anyhow::Result;
+use candle_core::{DType, Device, IndexOp, Tensor};
+
+use super::config::ModelConfig;
+use super::decoder::{KvCache, Weights, forward, logits_at};
+use super::tokenizer::Tokenizer;
+use crate::rng::Rng;
+
+/// How to pick tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f64,
+    pub top_p: f64,
+    /// 0 means no top-k cut.
+    pub top_k: usize,
+    pub max_new_tokens: usize,
+    pub stop: Vec<String>,
+}
+
+impl SamplingParams {
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        Self { temperature: 0.0, top_p: 1.0, top_k: 0, max_new_tokens, stop: Vec::new() }
+    }
+}
+
+/// One prompt to continue.
+#[derive(Debug, Clone)]
+pub struct GenRequest {
+    pub prompt_ids: Vec<u32>,
+    /// The seed of this request's own generator (derive it from seed, example id, sample index).
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Finish {
+    Eos,
+    Stop,
+    Length,
+}
+
+/// A finished continuation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// New tokens, the EOS token included when generation ended on it.
+    pub token_ids: Vec<u32>,
+    /// Their text (cut before a stop string when one was hit).
+    pub text: String,
+    pub finish: Finish,
+}
+
+struct Row {
+    rng: Rng,
+    tokens: Vec<u32>,
+    done: Option<(Finish, String)>,
+}
+
+/// Continues every request; returns one generation per request, in order.
+pub fn generate(
+    cfg: &ModelConfig,
+    w: &Weights,
+    tok: &Tokenizer,
+    requests: &[GenRequest],
+    params: &SamplingParams,
+) -> Result<Vec<Generation>> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let device = Device::Cpu;
+    let b = requests.len();
+    let longest = requests.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0).max(1);
+    let pads: Vec<usize> = requests.iter().map(|r| longest - r.prompt_ids.len()).collect();
+    let mut ids = Vec::with_capacity(b * longest);
+    let mut positions = Vec::with_capacity(b * longest);
+    for (r, &pad) in requests.iter().zip(&pads) {
+        ids.extend(std::iter::repeat_n(tok.pad_id(), pad));
+        ids.extend_from_slice(&r.prompt_ids);
+        positions.extend((0..longest).map(|j| j.saturating_sub(pad) as u32));
+    }
+    let mut rows: Vec<Row> = requests
+        .iter()
+        .map(|r| Row { rng: Rng::new(r.seed), tokens: Vec::new(), done: None })
+        .collect();
+    let mut cache = KvCache::new(cfg.num_layers);
+    let ids = Tensor::from_vec(ids, (b, longest), &device)?;
+    let pos = Tensor::from_vec(positions, (b, longest), &device)?;
+    let mask = prefill_mask(&pads, longest, &device)?;
+    let hidden = forward(cfg, w, &ids, &pos, &mask, Some(&mut cache))?;
+    let last: Vec<u32> = (0..b).map(|i| (i * longest + longest - 1) as u32).collect();
+    let mut logits = logits_at(w, &hidden, &Tensor::new(last, &device)?)?;
+    // `active[j]` is the request index of batch row j.
+    let mut active: Vec<usize> = (0..b).collect();
+    for step in 0..params.max_new_tokens {
+        let logits_rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut next = Vec::with_capacity(active.len());
+        for (j, &req) in active.iter().enumerate() {
+            let row = &mut rows[req];
+            let token = pick_token(&logits_rows[j], params, &mut row.rng);
+            row.tokens.push(token);
+            row.done = finished(row, token, tok, params, step + 1 == params.max_new_tokens)?;
+            next.push(token);
+        }
+        let keep: Vec<usize> = (0..active.len()).filter(|&j| rows[active[j]].done.is_none()).collect();
+        if keep.is_empty() {
+            break;
+        }
+        if keep.len() < active.len() {
+            let idx = Tensor::new(keep.iter().map(|&j| j as u32).collect::<Vec<_>>(), &device)?;
+            cache.select_rows(&idx)?;
+            next = keep.iter().map(|&j| next[j]).collect();
+            active = keep.iter().map(|&j| active[j]).collect();
+        }
+        let s = cache.len();
+        let n = active.len();
+        let ids = Tensor::from_vec(next, (n, 1), &device)?;
+        let pos: Vec<u32> = active.iter().map(|&r| (s - pads[r]) as u32).collect();
+        let pos = Tensor::from_vec(pos, (n, 1), &device)?;
+        let step_pads: Vec<usize> = active.iter().map(|&r| pads[r]).collect();
+        let mask = decode_mask(&step_pads, s + 1, &device)?;
+        let hidden = forward(cfg, w, &ids, &pos, &mask, Some(&mut cache))?;
+        logits = hidden.i((.., 0, ..))?.matmul(&w.head().t()?)?;
+    }
+    rows.into_iter()
+        .map(|row| {
+            let (finish, text) = match row.done {
+                Some(done) => done,
+                None => (Finish::Length, tok.decode(&row.tokens)?),
+            };
+            Ok(Generation { token_ids: row.tokens, text, finish })
+        })
+        .collect()
+}
+
+/// Whether a row is finished after `token`, and with what text.
+fn finished(row: &Row, token: u32, tok: &Tokenizer, params: &SamplingParams, last: bool) -> Result<Option<(Finish, String)>> {
+    if tok.eos_ids().contains(&token) {
+        return Ok(Some((Finish::Eos, tok.decode(&row.tokens)?)));
+    }
+    if !params.stop.is_empty() || last {
+        let text = tok.decode(&row.tokens)?;
+        if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            return Ok(Some((Finish::Stop, text[..cut].to_string())));
+        }
+        if last {
+            return Ok(Some((Finish::Length, text)));
+        }
+    }
+    Ok(None)
+}
+
+/// Causal mask that also hides left padding; a padding query sees itself so no row is empty.
+///
+/// # Shapes
+/// → `[B, 1, T, T]`.
+fn prefill_mask(pads: &[usize], t: usize, device: &Device) -> Result<Tensor> {
+    let mut v = Vec::with_capacity(pads.len() * t * t);
+    for &pad in pads {
+        for i in 0..t {
+            for j in 0..t {
+                let visible = j <= i && (j >= pad || j == i);
+                v.push(if visible { 0f32 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(v, (pads.len(), 1, t, t), device)?)
+}
+
+/// One new query per row over `s` keys; left padding hidden.
+///
+/// # Shapes
+/// → `[B, 1, 1, S]`.
+fn decode_mask(pads: &[usize], s: usize, device: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = pads
+        .iter()
+        .flat_map(|&pad| (0..s).map(move |j| if j >= pad { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Ok(Tensor::from_vec(v, (pads.len(), 1, 1, s), device)?)
+}
+
+/// Greedy (first maximum) or sampled token from one row of logits.
+pub fn pick_token(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> u32 {
+    if params.temperature <= 0.0 {
+        let mut best = 0;
+        for (i, &x) in logits.iter().enumerate() {
+            if x > logits[best] {
+                best = i;
+            }
+        }
+        return best as u32;
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if params.top_k > 0 {
+        order.truncate(params.top_k);
+    }
+    let max = logits[order[0]] as f64;
+    let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i] as f64 - max) / params.temperature).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if params.top_p < 1.0 {
+        let mut cum = 0.0;
+        let mut keep = probs.len();
+        for (i, p) in probs.iter().enumerate() {
+            cum += p;
+            if cum >= params.top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+        probs.truncate(keep);
+        order.truncate(keep);
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+    }
+    let u = rng.next_f64();
+    let mut cum = 0.0;
+    for (i, p) in probs.iter().enumerate() {
+        cum += p;
+        if u < cum {
+            return order[i] as u32;
+        }
+    }
+    order[probs.len() - 1] as u32
+}

@@ -1,0 +1,146 @@
+//! Loading a model: an HF folder (`config.json`, `*.safetensors`, `tokenizer.json`) or a `.gguf`
+//! file (tensors dequantized to f32, q/k rows un-permuted back to HF's rope layout).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+
+use super::config::{Arch, ModelConfig};
+use super::policy::Policy;
+use super::tokenizer::Tokenizer;
+use crate::error::user_error;
+
+/// A loaded model: the trainable policy and its tokenizer.
+pub struct LoadedModel {
+    pub policy: Policy,
+    pub tokenizer: Tokenizer,
+    /// Where it came from (a folder or a `.gguf` file).
+    pub source: PathBuf,
+}
+
+/// Loads a model folder or `.gguf` file; `tokenizer` overrides the model's own tokenizer.
+pub fn load_model(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
+    if path.is_dir() {
+        load_hf(path, tokenizer)
+    } else if path.is_file() {
+        load_gguf(path, tokenizer)
+    } else {
+        Err(user_error(format!("model {}: no such file or folder", path.display())))
+    }
+}
+
+fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(user_error(format!("model {}: no config.json in the folder", dir.display())));
+    }
+    let config = ModelConfig::from_hf_json(&config_path)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| user_error(format!("model {}: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(user_error(format!("model {}: no *.safetensors files", dir.display())));
+    }
+    let mut tensors = HashMap::new();
+    for file in &files {
+        let loaded = candle_core::safetensors::load(file, &Device::Cpu)
+            .map_err(|e| user_error(format!("{}: cannot read safetensors (truncated or corrupt?): {e}", file.display())))?;
+        tensors.extend(loaded);
+    }
+    let policy = Policy::from_tensors(config.clone(), tensors, &dir.display().to_string())?;
+    let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| dir.join("tokenizer.json"));
+    if !tok_path.is_file() {
+        return Err(user_error(format!("model {}: no tokenizer.json (set model.tokenizer)", dir.display())));
+    }
+    let tokenizer = Tokenizer::from_file(&tok_path, config.eos_token_id)?;
+    Ok(LoadedModel { policy, tokenizer, source: dir.to_path_buf() })
+}
+
+/// Reads a GGUF file's header (metadata and tensor table).
+pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, File)> {
+    let origin = path.display().to_string();
+    let mut file = File::open(path).map_err(|e| user_error(format!("model {origin}: {e}")))?;
+    let content = gguf_file::Content::read(&mut file)
+        .map_err(|e| user_error(format!("model {origin}: not a readable GGUF file: {e}")))?;
+    Ok((content, file))
+}
+
+fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
+    let origin = path.display().to_string();
+    let (content, mut file) = read_gguf(path)?;
+    let config = ModelConfig::from_gguf(&content, &origin)?;
+    let mut tensors = HashMap::new();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(hf_name) = hf_name(name) else { continue };
+        let q = content
+            .tensor(&mut file, name, &Device::Cpu)
+            .map_err(|e| user_error(format!("model {origin}: tensor {name}: {e} (truncated file?)")))?;
+        let t = q.dequantize(&Device::Cpu)?;
+        let t = match (config.arch, hf_name.as_str()) {
+            (Arch::Llama, n) if n.contains("q_proj") => unpermute(&t, config.num_heads)?,
+            (Arch::Llama, n) if n.contains("k_proj") => unpermute(&t, config.num_kv_heads)?,
+            _ => t,
+        };
+        tensors.insert(hf_name, t);
+    }
+    let policy = Policy::from_tensors(config.clone(), tensors, &origin)?;
+    let tokenizer = match tokenizer {
+        Some(p) => Tokenizer::from_file(p, config.eos_token_id)?,
+        None => Tokenizer::from_gguf(&content, &origin, config.eos_token_id)?,
+    };
+    Ok(LoadedModel { policy, tokenizer, source: path.to_path_buf() })
+}
+
+/// GGUF tensor name → HF name.
+fn hf_name(gguf: &str) -> Option<String> {
+    let top = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(t) = top {
+        return Some(t.to_string());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let hf = match part {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_q.bias" => "self_attn.q_proj.bias",
+        "attn_k.bias" => "self_attn.k_proj.bias",
+        "attn_v.bias" => "self_attn.v_proj.bias",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}"))
+}
+
+/// Undoes llama.cpp's q/k permutation (rows `[heads, 2, hd/2]` stored as `[heads, hd/2, 2]`).
+///
+/// # Shapes
+/// `[heads·hd, in]` or `[heads·hd]` → same.
+fn unpermute(t: &Tensor, heads: usize) -> Result<Tensor> {
+    let dims = t.dims().to_vec();
+    let rows = dims[0];
+    let half = rows / heads / 2;
+    let rest: usize = dims[1..].iter().product();
+    let x = t.reshape((heads, half, 2, rest))?.transpose(1, 2)?.contiguous()?;
+    Ok(x.reshape(dims)?)
+}

@@ -1,0 +1,21 @@
+//! The trainable decoder (Llama, Qwen2) written from differentiable candle ops, its loading from HF
+//! folders and GGUF files, the tokenizer, chat templates, scoring and generation.
+
+mod chat;
+mod config;
+mod decoder;
+mod generate;
+mod load;
+mod ops;
+mod policy;
+mod score;
+mod tokenizer;
+
+pub use chat::ChatTemplate;
+pub use config::{Arch, ModelConfig};
+pub use decoder::{KvCache, LayerWeights, Weights, causal_mask, forward, logits_all, logits_at};
+pub use generate::{Finish, GenRequest, Generation, SamplingParams, generate, pick_token};
+pub use load::{LoadedModel, load_model, read_gguf};
+pub use policy::{Policy, expected_tensors};
+pub use score::{SeqScores, score_sequences, token_logprobs};
+pub use tokenizer::Tokenizer;

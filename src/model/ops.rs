@@ -1,0 +1,81 @@
+//! Differentiable building blocks composed from candle primitives (candle's fused `rms_norm`,
+//! `softmax_last_dim` and `rope` have no backward, so gradients would silently stop there).
+
+use candle_core::{D, DType, Result, Tensor};
+
+/// RMSNorm as in HF Llama: `w · x / sqrt(mean(x²) + eps)`.
+///
+/// # Shapes
+/// `x`: `[.., H]`, `w`: `[H]` → `[.., H]`.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let inv = x.sqr()?.mean_keepdim(D::Minus1)?.affine(1.0, eps)?.sqrt()?.recip()?;
+    x.broadcast_mul(&inv)?.broadcast_mul(w)
+}
+
+/// Softmax over the last dimension. The row maximum is detached: softmax does not depend on it.
+///
+/// # Shapes
+/// `[.., N]` → `[.., N]`.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&sum)
+}
+
+/// `log Σ exp(x)` over the last dimension.
+///
+/// # Shapes
+/// `[.., N]` → `[..]`.
+pub fn logsumexp_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let sum = x.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?;
+    sum.log()?.broadcast_add(&max)?.squeeze(D::Minus1)
+}
+
+/// `x · Wᵀ (+ b)` over the last dimension.
+///
+/// # Shapes
+/// `x`: `[.., in]`, `w`: `[out, in]`, `b`: `[out]` → `[.., out]`.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (lead, inner) = dims.split_at(dims.len() - 1);
+    let rows: usize = lead.iter().product();
+    let y = x.reshape((rows, inner[0]))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out_dims = lead.to_vec();
+    out_dims.push(w.dim(0)?);
+    y.reshape(out_dims)
+}
+
+/// The rotary tables for `positions`, in HF's non-interleaved layout (`cat(freqs, freqs)`).
+///
+/// # Shapes
+/// `positions`: `[B, T]` (u32) → `(cos, sin)`, each `[B, 1, T, head_dim]` (f32).
+pub fn rope_tables(positions: &Tensor, head_dim: usize, theta: f64) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+        .collect();
+    let inv_freq = Tensor::new(inv_freq, positions.device())?;
+    let (b, t) = positions.dims2()?;
+    let pos = positions.to_dtype(DType::F32)?.reshape((b, t, 1))?;
+    let freqs = pos.broadcast_mul(&inv_freq.reshape((1, 1, half))?)?;
+    let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?.unsqueeze(1)?;
+    Ok((emb.cos()?, emb.sin()?))
+}
+
+/// Applies rotary embeddings: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = cat(−x₂, x₁)`.
+///
+/// # Shapes
+/// `x`: `[B, heads, T, head_dim]`, `cos`/`sin`: `[B, 1, T, head_dim]` → like `x`.
+pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}

@@ -1,0 +1,138 @@
+//! The trainable policy: every weight a `Var` in a `candle_nn::VarMap` under its HF name, plus the
+//! decoder view of the same tensors.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Tensor, Var};
+use candle_nn::VarMap;
+
+use super::config::ModelConfig;
+use super::decoder::{LayerWeights, Weights};
+use crate::error::user_error;
+
+/// A decoder whose weights receive gradients.
+pub struct Policy {
+    pub config: ModelConfig,
+    varmap: VarMap,
+    weights: Weights,
+}
+
+/// The HF names and shapes every model of `cfg` must have.
+pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, i, v, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.head_dim);
+    let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
+    for l in 0..cfg.num_layers {
+        let p = format!("model.layers.{l}");
+        out.push((format!("{p}.input_layernorm.weight"), vec![h]));
+        out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
+        out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
+        out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
+        if cfg.qkv_bias() {
+            out.push((format!("{p}.self_attn.q_proj.bias"), vec![q]));
+            out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv]));
+            out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv]));
+        }
+        out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+        out.push((format!("{p}.mlp.gate_proj.weight"), vec![i, h]));
+        out.push((format!("{p}.mlp.up_proj.weight"), vec![i, h]));
+        out.push((format!("{p}.mlp.down_proj.weight"), vec![h, i]));
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !cfg.tie_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![v, h]));
+    }
+    out
+}
+
+impl Policy {
+    /// Builds the policy from HF-named f32 tensors; every expected tensor must be present with
+    /// its shape (extra tensors are ignored).
+    pub fn from_tensors(config: ModelConfig, mut tensors: HashMap<String, Tensor>, origin: &str) -> Result<Policy> {
+        let varmap = VarMap::new();
+        let mut vars: HashMap<String, Tensor> = HashMap::new();
+        {
+            let mut data = varmap.data().lock().map_err(|_| anyhow::anyhow!("var map lock poisoned"))?;
+            for (name, shape) in expected_tensors(&config) {
+                let t = tensors
+                    .remove(&name)
+                    .ok_or_else(|| user_error(format!("{origin}: tensor `{name}` is missing")))?;
+                if t.dims() != shape.as_slice() {
+                    return Err(user_error(format!(
+                        "{origin}: tensor `{name}` has shape {:?}, the config needs {shape:?}",
+                        t.dims()
+                    )));
+                }
+                let var = Var::from_tensor(&t.to_dtype(DType::F32)?.contiguous()?)?;
+                vars.insert(name.clone(), var.as_tensor().clone());
+                data.insert(name, var);
+            }
+        }
+        let weights = weights_from(&config, &mut vars)?;
+        Ok(Policy { config, varmap, weights })
+    }
+
+    /// The weights, tracked by autograd.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// The same weights without gradient tracking (shares storage; sees every update).
+    pub fn frozen(&self) -> Weights {
+        self.weights.detached()
+    }
+
+    /// Every trainable variable with its HF name, sorted by name.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Writes the weights as one safetensors file with HF names.
+    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        let tensors: HashMap<String, Tensor> = self
+            .vars()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().detach()))
+            .collect();
+        candle_core::safetensors::save(&tensors, path).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+fn weights_from(cfg: &ModelConfig, vars: &mut HashMap<String, Tensor>) -> Result<Weights> {
+    let mut take = |name: String| vars.remove(&name).with_context(|| format!("internal: {name} not loaded"));
+    let embed = take("model.embed_tokens.weight".into())?;
+    let mut layers = Vec::with_capacity(cfg.num_layers);
+    for l in 0..cfg.num_layers {
+        let p = format!("model.layers.{l}");
+        let bias = |take: &mut dyn FnMut(String) -> Result<Tensor>, n: &str| -> Result<Option<Tensor>> {
+            if cfg.qkv_bias() { take(format!("{p}.self_attn.{n}_proj.bias")).map(Some) } else { Ok(None) }
+        };
+        layers.push(LayerWeights {
+            attn_norm: take(format!("{p}.input_layernorm.weight"))?,
+            q: take(format!("{p}.self_attn.q_proj.weight"))?,
+            k: take(format!("{p}.self_attn.k_proj.weight"))?,
+            v: take(format!("{p}.self_attn.v_proj.weight"))?,
+            q_bias: bias(&mut take, "q")?,
+            k_bias: bias(&mut take, "k")?,
+            v_bias: bias(&mut take, "v")?,
+            o: take(format!("{p}.self_attn.o_proj.weight"))?,
+            mlp_norm: take(format!("{p}.post_attention_layernorm.weight"))?,
+            gate: take(format!("{p}.mlp.gate_proj.weight"))?,
+            up: take(format!("{p}.mlp.up_proj.weight"))?,
+            down: take(format!("{p}.mlp.down_proj.weight"))?,
+        });
+    }
+    let norm = take("model.norm.weight".into())?;
+    let lm_head = if cfg.tie_embeddings { None } else { Some(take("lm_head.weight".into())?) };
+    Ok(Weights { embed, layers, norm, lm_head })
+}
