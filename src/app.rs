@@ -18,7 +18,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Pairs(_)) => not_yet("pairs"),
         Some(Command::Train(_)) => not_yet("train"),
         Some(Command::Eval(_)) => not_yet("eval"),
-        Some(Command::Score(_)) => not_yet("score"),
+        Some(Command::Score(args)) => crate::score::run(&args),
         Some(Command::Generate(_)) => not_yet("generate"),
         Some(Command::Reproduce(_)) => not_yet("reproduce"),
         Some(Command::Bench(_)) => not_yet("bench"),

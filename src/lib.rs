@@ -2,6 +2,8 @@
 //! hooks for grading, weighting, pairing and losses.
 
 pub mod app;
+pub mod batch;
+pub mod data;
 pub mod cli;
 pub mod error;
 pub mod grade;
@@ -10,6 +12,7 @@ pub mod loss;
 pub mod model;
 pub mod recipe;
 pub mod rng;
+pub mod score;
 pub mod script;
 
 pub use error::{UserError, exit_code, user_error};

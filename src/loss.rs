@@ -71,20 +71,33 @@ pub fn wpo_weight(inputs: &LossInputs, clamp: bool) -> Result<Tensor> {
     })
 }
 
+/// The per-pair losses after the recipe's extra weighting, or `None` when the hook already
+/// reduced to a scalar.
+///
+/// # Shapes
+/// `PerPair([B])` → `[B]`.
+pub fn weighted_per_pair(output: &LossOutput, inputs: &LossInputs, weighting: Weighting) -> Result<Option<Tensor>> {
+    match (output, weighting) {
+        (LossOutput::PerPair(per_pair), Weighting::None) => Ok(Some(per_pair.clone())),
+        (LossOutput::PerPair(per_pair), Weighting::Wpo { clamp }) => {
+            let w = wpo_weight(inputs, clamp)?.to_dtype(per_pair.dtype())?;
+            Ok(Some((per_pair * w)?))
+        }
+        (LossOutput::Scalar(_), Weighting::None) => Ok(None),
+        (LossOutput::Scalar(_), Weighting::Wpo { .. }) => bail!(crate::error::UserError(
+            "loss.weighting = \"wpo\" needs per-pair losses, but the loss hook returned a scalar; return the [B] tensor before mean()".into()
+        )),
+    }
+}
+
 /// Applies the recipe's extra weighting and reduces to the scalar loss (mean over pairs).
 ///
 /// # Shapes
 /// `PerPair([B])` or `Scalar([])` → `[]`.
 pub fn reduce(output: &LossOutput, inputs: &LossInputs, weighting: Weighting) -> Result<Tensor> {
-    match (output, weighting) {
-        (LossOutput::PerPair(per_pair), Weighting::None) => Ok(per_pair.mean_all()?),
-        (LossOutput::PerPair(per_pair), Weighting::Wpo { clamp }) => {
-            let w = wpo_weight(inputs, clamp)?.to_dtype(per_pair.dtype())?;
-            Ok((per_pair * w)?.mean_all()?)
-        }
-        (LossOutput::Scalar(loss), Weighting::None) => Ok(loss.clone()),
-        (LossOutput::Scalar(_), Weighting::Wpo { .. }) => bail!(crate::error::UserError(
-            "loss.weighting = \"wpo\" needs per-pair losses, but the loss hook returned a scalar; return the [B] tensor before mean()".into()
-        )),
+    match (weighted_per_pair(output, inputs, weighting)?, output) {
+        (Some(per_pair), _) => Ok(per_pair.mean_all()?),
+        (None, LossOutput::Scalar(loss)) => Ok(loss.clone()),
+        (None, LossOutput::PerPair(per_pair)) => Ok(per_pair.mean_all()?),
     }
 }

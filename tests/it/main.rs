@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area.
 
 mod common;
+mod dpo_parity;
 mod hooks;
 mod losses;
 mod recipe;
