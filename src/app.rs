@@ -19,7 +19,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(_)) => not_yet("train"),
         Some(Command::Eval(_)) => not_yet("eval"),
         Some(Command::Score(args)) => crate::score::run(&args),
-        Some(Command::Generate(_)) => not_yet("generate"),
+        Some(Command::Generate(args)) => crate::generation::run(&args),
         Some(Command::Reproduce(_)) => not_yet("reproduce"),
         Some(Command::Bench(_)) => not_yet("bench"),
     }

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod data;
 pub mod cli;
 pub mod error;
+pub mod generation;
 pub mod grade;
 pub mod hookset;
 pub mod loss;

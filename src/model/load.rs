@@ -69,7 +69,22 @@ pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, File)> {
     let origin = path.display().to_string();
     let mut file = File::open(path).map_err(|e| user_error(format!("model {origin}: {e}")))?;
     let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| user_error(format!("model {origin}: not a readable GGUF file: {e}")))?;
+        .map_err(|e| user_error(format!("model {origin}: not a readable GGUF file: {}", first_line(&e.to_string()))))?;
+    let needed = content
+        .tensor_infos
+        .values()
+        .map(|t| {
+            let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
+            content.tensor_data_offset + t.offset + bytes as u64
+        })
+        .max()
+        .unwrap_or(content.tensor_data_offset);
+    let have = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if have < needed {
+        return Err(user_error(format!(
+            "model {origin}: the file is truncated ({have} bytes; its tensor table needs {needed})"
+        )));
+    }
     Ok((content, file))
 }
 
@@ -84,7 +99,7 @@ fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         let Some(hf_name) = hf_name(name) else { continue };
         let q = content
             .tensor(&mut file, name, &Device::Cpu)
-            .map_err(|e| user_error(format!("model {origin}: tensor {name}: {e} (truncated file?)")))?;
+            .map_err(|e| user_error(format!("model {origin}: tensor {name}: {}", first_line(&e.to_string()))))?;
         let t = q.dequantize(&Device::Cpu)?;
         let t = match (config.arch, hf_name.as_str()) {
             (Arch::Llama, n) if n.contains("q_proj") => unpermute(&t, config.num_heads)?,
@@ -99,6 +114,10 @@ fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         None => Tokenizer::from_gguf(&content, &origin, config.eos_token_id)?,
     };
     Ok(LoadedModel { policy, tokenizer, source: path.to_path_buf() })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 /// GGUF tensor name → HF name.
