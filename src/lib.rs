@@ -15,6 +15,7 @@ pub mod recipe;
 pub mod rng;
 pub mod score;
 pub mod script;
+pub mod train;
 
 pub use error::{UserError, exit_code, user_error};
 pub use hookset::HookSet;

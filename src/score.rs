@@ -16,6 +16,7 @@ use crate::loss::{reduce, weighted_per_pair};
 use crate::model::{LoadedModel, load_model};
 use crate::recipe::{self, HookSource, LossSpec, RecipeInput, TokenizerChoice};
 use crate::script::{HookKind, HookRef, ScriptHost};
+use crate::train::grad_norm;
 
 /// Pairs per forward pass.
 const CHUNK: usize = 8;
@@ -109,17 +110,8 @@ pub fn score_pairs(
             });
         }
     }
-    let grad_norm = if with_grad { Some(l2_norm(&grads)?) } else { None };
+    let grad_norm = if with_grad { Some(grad_norm(&grads)?) } else { None };
     Ok(ScoreReport { rows, mean_loss: loss_sum / pairs.len() as f64, grad_norm })
-}
-
-/// `sqrt(Σ g²)` over every gradient, accumulated in f64.
-pub fn l2_norm(grads: &[Option<Tensor>]) -> Result<f64> {
-    let mut total = 0.0;
-    for g in grads.iter().flatten() {
-        total += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    }
-    Ok(total.sqrt())
 }
 
 /// The loss hook `trainer score` uses: the script's, the named plugin, or the recipe's.

@@ -1,0 +1,7 @@
+//! Training: the optimizer, gradient clipping, and (with the pipeline) the loop and checkpoints.
+
+mod clip;
+mod optim;
+
+pub use clip::{clip_scale, grad_norm};
+pub use optim::{AdamW, AdamWConfig, Moments};

@@ -1,0 +1,161 @@
+//! AdamW that updates every parameter in place, multi-threaded, following PyTorch's `torch.optim.AdamW`
+//! arithmetic step by step (so one step matches it to float rounding).
+
+use std::sync::Mutex;
+
+use anyhow::{Result, bail};
+use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
+use rayon::prelude::*;
+
+/// AdamW hyper-parameters (the learning rate is given per step, by the schedule).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// First and second moments of one parameter.
+#[derive(Debug, Clone)]
+pub struct Moments {
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+/// The optimizer and its state.
+pub struct AdamW {
+    pub config: AdamWConfig,
+    vars: Vec<Var>,
+    moments: Vec<Moments>,
+    /// Number of steps taken.
+    pub step: u64,
+}
+
+/// Elements per parallel chunk.
+const CHUNK: usize = 1 << 15;
+
+struct Update<'a> {
+    moments: Mutex<&'a mut Moments>,
+    lr: f32,
+    step_size: f32,
+    bc2_sqrt: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    decay: f32,
+    grad_scale: f32,
+}
+
+impl InplaceOp2 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-update"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        let (CpuStorage::F32(param), CpuStorage::F32(grad)) = (s1, s2) else {
+            candle_core::bail!("adamw: parameters and gradients must be f32");
+        };
+        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("adamw: parameters and gradients must be contiguous");
+        };
+        let param = &mut param[p0..p1];
+        let grad = &grad[g0..g1];
+        let mut guard = self.moments.lock().map_err(|_| candle_core::Error::Msg("adamw state poisoned".into()))?;
+        let Moments { m, v } = &mut **guard;
+        param
+            .par_chunks_mut(CHUNK)
+            .zip(grad.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+            .for_each(|((p, g), (m, v))| self.update(p, g, m, v));
+        Ok(())
+    }
+}
+
+impl Update<'_> {
+    /// PyTorch's single-tensor AdamW, element by element.
+    fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let decay = 1.0 - self.lr * self.decay;
+        for i in 0..p.len() {
+            let g = g[i] * self.grad_scale;
+            p[i] *= decay;
+            m[i] += (g - m[i]) * (1.0 - self.beta1);
+            v[i] = v[i] * self.beta2 + (1.0 - self.beta2) * g * g;
+            let denom = v[i].sqrt() / self.bc2_sqrt + self.eps;
+            p[i] += -self.step_size * (m[i] / denom);
+        }
+    }
+}
+
+impl AdamW {
+    pub fn new(vars: Vec<Var>, config: AdamWConfig) -> Result<Self> {
+        for v in &vars {
+            if v.dtype() != DType::F32 || !v.is_contiguous() {
+                bail!("AdamW needs contiguous f32 parameters");
+            }
+        }
+        let moments = vars
+            .iter()
+            .map(|v| Moments { m: vec![0.0; v.elem_count()], v: vec![0.0; v.elem_count()] })
+            .collect();
+        Ok(Self { config, vars, moments, step: 0 })
+    }
+
+    pub fn vars(&self) -> &[Var] {
+        &self.vars
+    }
+
+    pub fn moments(&self) -> &[Moments] {
+        &self.moments
+    }
+
+    /// Restores the state saved by a checkpoint.
+    pub fn restore(&mut self, step: u64, moments: Vec<Moments>) -> Result<()> {
+        if moments.len() != self.vars.len()
+            || moments.iter().zip(&self.vars).any(|(mo, v)| mo.m.len() != v.elem_count() || mo.v.len() != v.elem_count())
+        {
+            bail!("optimizer state does not match the model's parameters");
+        }
+        self.step = step;
+        self.moments = moments;
+        Ok(())
+    }
+
+    /// One step with learning rate `lr`; `grads[i]` belongs to `vars()[i]` (`None`: no gradient,
+    /// the parameter is left alone as PyTorch does); every gradient is multiplied by `grad_scale`
+    /// (gradient clipping).
+    pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64, grad_scale: f64) -> Result<()> {
+        if grads.len() != self.vars.len() {
+            bail!("{} gradients for {} parameters", grads.len(), self.vars.len());
+        }
+        self.step += 1;
+        let c = self.config;
+        let t = self.step as i32;
+        let bc1 = 1.0 - (c.beta1 as f32).powi(t);
+        let bc2 = 1.0 - (c.beta2 as f32).powi(t);
+        for ((var, grad), moments) in self.vars.iter().zip(grads).zip(self.moments.iter_mut()) {
+            let Some(grad) = grad else { continue };
+            let grad = grad.contiguous()?;
+            let op = Update {
+                moments: Mutex::new(moments),
+                lr: lr as f32,
+                step_size: lr as f32 / bc1,
+                bc2_sqrt: bc2.sqrt(),
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                eps: c.eps as f32,
+                decay: c.weight_decay as f32,
+                grad_scale: grad_scale as f32,
+            };
+            var.as_tensor().inplace_op2(&grad, &op)?;
+        }
+        Ok(())
+    }
+}
+
