@@ -21,7 +21,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Score(args)) => crate::score::run(&args),
         Some(Command::Generate(args)) => crate::generation::run(&args),
         Some(Command::Reproduce(_)) => not_yet("reproduce"),
-        Some(Command::Bench(_)) => not_yet("bench"),
+        Some(Command::Bench(args)) => crate::bench::run(&args),
     }
 }
 

@@ -29,7 +29,11 @@ pub fn tokenize_pair(tok: &Tokenizer, rec: &PairRecord, max_length: usize) -> Re
     let room = max_length.saturating_sub(prompt.len()).max(1);
     chosen.truncate(room);
     rejected.truncate(room);
-    Ok(TokenPair { prompt, chosen, rejected })
+    Ok(TokenPair {
+        prompt,
+        chosen,
+        rejected,
+    })
 }
 
 /// The policy's view of a batch of pairs, from one forward.
@@ -47,9 +51,17 @@ pub struct PairForward {
 }
 
 /// Scores chosen and rejected responses of `pairs` in one forward.
-pub fn forward_pairs(cfg: &ModelConfig, w: &Weights, pairs: &[TokenPair], pad_id: u32) -> Result<PairForward> {
+pub fn forward_pairs(
+    cfg: &ModelConfig,
+    w: &Weights,
+    pairs: &[TokenPair],
+    pad_id: u32,
+) -> Result<PairForward> {
     let p = pairs.len();
-    let mut seqs: Vec<(Vec<u32>, Vec<u32>)> = pairs.iter().map(|x| (x.prompt.clone(), x.chosen.clone())).collect();
+    let mut seqs: Vec<(Vec<u32>, Vec<u32>)> = pairs
+        .iter()
+        .map(|x| (x.prompt.clone(), x.chosen.clone()))
+        .collect();
     seqs.extend(pairs.iter().map(|x| (x.prompt.clone(), x.rejected.clone())));
     let scores = score_sequences(cfg, w, &seqs, pad_id)?;
     Ok(PairForward {
@@ -66,7 +78,12 @@ pub fn forward_pairs(cfg: &ModelConfig, w: &Weights, pairs: &[TokenPair], pad_id
 ///
 /// # Shapes
 /// `ref_chosen`, `ref_rejected`, `weights`: `[P]` → every field `[P]`.
-pub fn loss_inputs(fwd: &PairForward, ref_chosen: &[f64], ref_rejected: &[f64], weights: &[f64]) -> Result<LossInputs> {
+pub fn loss_inputs(
+    fwd: &PairForward,
+    ref_chosen: &[f64],
+    ref_rejected: &[f64],
+    weights: &[f64],
+) -> Result<LossInputs> {
     let d = Device::Cpu;
     let f32s = |v: &[f64]| Tensor::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), &d);
     let counts = |v: &[usize]| Tensor::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), &d);

@@ -150,4 +150,20 @@ pub struct BenchArgs {
     /// Print one machine-readable JSON object.
     #[arg(long)]
     pub json: bool,
+    /// The model to measure.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    )]
+    pub model: PathBuf,
+    /// Pairs per DPO step to measure (each sequence 128 tokens: a 64-token prompt and a 64-token response).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+    pub pairs: Vec<usize>,
+    /// Sampling batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub batches: Vec<usize>,
+    /// New tokens per sampled sequence.
+    #[arg(long, default_value_t = 32)]
+    pub new_tokens: usize,
 }

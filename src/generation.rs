@@ -26,9 +26,18 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         stop: Vec::new(),
     };
-    let request = GenRequest { prompt_ids, seed: rng::derive(args.seed, &[rng::hash_str("generate")]) };
+    let request = GenRequest {
+        prompt_ids,
+        seed: rng::derive(args.seed, &[rng::hash_str("generate")]),
+    };
     let started = Instant::now();
-    let out = generate(&model.policy.config, &model.policy.frozen(), &model.tokenizer, &[request], &params)?;
+    let out = generate(
+        &model.policy.config,
+        &model.policy.frozen(),
+        &model.tokenizer,
+        &[request],
+        &params,
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     let g = &out[0];
     println!("{}", g.text);

@@ -3,8 +3,9 @@
 
 pub mod app;
 pub mod batch;
-pub mod data;
+pub mod bench;
 pub mod cli;
+pub mod data;
 pub mod error;
 pub mod generation;
 pub mod grade;

@@ -76,7 +76,11 @@ pub fn wpo_weight(inputs: &LossInputs, clamp: bool) -> Result<Tensor> {
 ///
 /// # Shapes
 /// `PerPair([B])` → `[B]`.
-pub fn weighted_per_pair(output: &LossOutput, inputs: &LossInputs, weighting: Weighting) -> Result<Option<Tensor>> {
+pub fn weighted_per_pair(
+    output: &LossOutput,
+    inputs: &LossInputs,
+    weighting: Weighting,
+) -> Result<Option<Tensor>> {
     match (output, weighting) {
         (LossOutput::PerPair(per_pair), Weighting::None) => Ok(Some(per_pair.clone())),
         (LossOutput::PerPair(per_pair), Weighting::Wpo { clamp }) => {

@@ -63,12 +63,27 @@ pub fn score_pairs(
     let mut rows = Vec::with_capacity(pairs.len());
     let mut loss_sum = 0.0;
     for (chunk_index, chunk) in pairs.chunks(CHUNK).enumerate() {
-        let tokens: Vec<_> = chunk.iter().map(|p| tokenize_pair(&model.tokenizer, p, max_length)).collect::<Result<_>>()?;
-        let weights = if with_grad { model.policy.weights().clone() } else { model.policy.frozen() };
+        let tokens: Vec<_> = chunk
+            .iter()
+            .map(|p| tokenize_pair(&model.tokenizer, p, max_length))
+            .collect::<Result<_>>()?;
+        let weights = if with_grad {
+            model.policy.weights().clone()
+        } else {
+            model.policy.frozen()
+        };
         let fwd = forward_pairs(cfg, &weights, &tokens, model.tokenizer.pad_id())?;
         let (chosen, rejected) = (to_f64(&fwd.chosen_logps)?, to_f64(&fwd.rejected_logps)?);
-        let ref_chosen: Vec<f64> = chunk.iter().zip(&chosen).map(|(p, c)| p.ref_chosen_logps.unwrap_or(*c)).collect();
-        let ref_rejected: Vec<f64> = chunk.iter().zip(&rejected).map(|(p, r)| p.ref_rejected_logps.unwrap_or(*r)).collect();
+        let ref_chosen: Vec<f64> = chunk
+            .iter()
+            .zip(&chosen)
+            .map(|(p, c)| p.ref_chosen_logps.unwrap_or(*c))
+            .collect();
+        let ref_rejected: Vec<f64> = chunk
+            .iter()
+            .zip(&rejected)
+            .map(|(p, r)| p.ref_rejected_logps.unwrap_or(*r))
+            .collect();
         let weight: Vec<f64> = chunk.iter().map(|p| p.weight.unwrap_or(1.0)).collect();
         let inputs = loss_inputs(&fwd, &ref_chosen, &ref_rejected, &weight)?;
         let output = host.call_loss(hook, &inputs, &params)?;
@@ -110,35 +125,67 @@ pub fn score_pairs(
             });
         }
     }
-    let grad_norm = if with_grad { Some(grad_norm(&grads)?) } else { None };
-    Ok(ScoreReport { rows, mean_loss: loss_sum / pairs.len() as f64, grad_norm })
+    let grad_norm = if with_grad {
+        Some(grad_norm(&grads)?)
+    } else {
+        None
+    };
+    Ok(ScoreReport {
+        rows,
+        mean_loss: loss_sum / pairs.len() as f64,
+        grad_norm,
+    })
 }
 
 /// The loss hook `trainer score` uses: the script's, the named plugin, or the recipe's.
-pub fn score_hook(host: &mut ScriptHost, script: Option<&Path>, loss_name: Option<&str>, recipe_hook: &HookSource) -> Result<HookRef> {
+pub fn score_hook(
+    host: &mut ScriptHost,
+    script: Option<&Path>,
+    loss_name: Option<&str>,
+    recipe_hook: &HookSource,
+) -> Result<HookRef> {
     match (script, loss_name) {
         (Some(path), _) => {
             let unit = host.load_file(path)?;
             host.require_hook(unit, HookKind::Loss)
         }
-        (None, Some(name)) => from_source(host, HookKind::Loss, &HookSource::Plugin(name.to_string())),
+        (None, Some(name)) => {
+            from_source(host, HookKind::Loss, &HookSource::Plugin(name.to_string()))
+        }
         (None, None) => from_source(host, HookKind::Loss, recipe_hook),
     }
 }
 
 /// The `trainer score` command.
 pub fn run(args: &ScoreArgs) -> Result<()> {
-    let input = RecipeInput { config: args.recipe.config.clone(), sets: args.recipe.set.clone(), ..RecipeInput::default() };
+    let input = RecipeInput {
+        config: args.recipe.config.clone(),
+        sets: args.recipe.set.clone(),
+        ..RecipeInput::default()
+    };
     let recipe = recipe::load(&input)?.resolve()?;
     let mut host = ScriptHost::new(&recipe.script, args.script.as_deref());
-    let hook = score_hook(&mut host, args.script.as_deref(), args.loss.as_deref(), &recipe.loss.hook)?;
+    let hook = score_hook(
+        &mut host,
+        args.script.as_deref(),
+        args.loss.as_deref(),
+        &recipe.loss.hook,
+    )?;
     let pairs = read_pairs(&args.pairs)?;
     let tokenizer = match &recipe.model.tokenizer {
         TokenizerChoice::File(p) => Some(p.as_path()),
         TokenizerChoice::FromModel => None,
     };
     let model = load_model(&args.model, tokenizer)?;
-    let report = score_pairs(&model, &pairs, &host, hook, &recipe.loss, args.grad_norm, recipe.train.max_length)?;
+    let report = score_pairs(
+        &model,
+        &pairs,
+        &host,
+        hook,
+        &recipe.loss,
+        args.grad_norm,
+        recipe.train.max_length,
+    )?;
     for row in &report.rows {
         println!("{}", serde_json::to_string(row)?);
     }

@@ -65,7 +65,11 @@ impl JsonlLine {
                 self.line,
                 kind(other)
             ))),
-            None => Err(user_error(format!("{}:{}: missing field `{field}`", path.display(), self.line))),
+            None => Err(user_error(format!(
+                "{}:{}: missing field `{field}`",
+                path.display(),
+                self.line
+            ))),
         }
     }
 
@@ -75,7 +79,11 @@ impl JsonlLine {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_f64().filter(|v| v.is_finite()) {
                 Some(v) => Ok(Some(v)),
-                None => Err(user_error(format!("{}:{}: field `{field}` is not a finite number", path.display(), self.line))),
+                None => Err(user_error(format!(
+                    "{}:{}: field `{field}` is not a finite number",
+                    path.display(),
+                    self.line
+                ))),
             },
             Some(other) => Err(user_error(format!(
                 "{}:{}: field `{field}` must be a number, found {}",

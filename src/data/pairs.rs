@@ -47,10 +47,18 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
             )));
         }
         if rec.weight.is_some_and(|w| w < 0.0) {
-            return Err(user_error(format!("{}:{}: weight must be >= 0", path.display(), l.line)));
+            return Err(user_error(format!(
+                "{}:{}: weight must be >= 0",
+                path.display(),
+                l.line
+            )));
         }
         if rec.chosen.is_empty() || rec.rejected.is_empty() {
-            return Err(user_error(format!("{}:{}: chosen and rejected must not be empty", path.display(), l.line)));
+            return Err(user_error(format!(
+                "{}:{}: chosen and rejected must not be empty",
+                path.display(),
+                l.line
+            )));
         }
         out.push(rec);
     }

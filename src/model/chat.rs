@@ -17,9 +17,14 @@ pub enum ChatTemplate {
 impl ChatTemplate {
     pub fn from_recipe(choice: &TemplateChoice, system: &str) -> ChatTemplate {
         match choice {
-            TemplateChoice::ChatMl => ChatTemplate::ChatMl { system: system.to_string() },
+            TemplateChoice::ChatMl => ChatTemplate::ChatMl {
+                system: system.to_string(),
+            },
             TemplateChoice::Plain => ChatTemplate::Plain,
-            TemplateChoice::Custom(t) => ChatTemplate::Custom { template: t.clone(), system: system.to_string() },
+            TemplateChoice::Custom(t) => ChatTemplate::Custom {
+                template: t.clone(),
+                system: system.to_string(),
+            },
         }
     }
 
@@ -31,13 +36,15 @@ impl ChatTemplate {
                 if !system.is_empty() {
                     out.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
                 }
-                out.push_str(&format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"));
+                out.push_str(&format!(
+                    "<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+                ));
                 out
             }
             ChatTemplate::Plain => format!("{user}\n"),
-            ChatTemplate::Custom { template, system } => {
-                template.replace("{system}", system).replace("{prompt}", user)
-            }
+            ChatTemplate::Custom { template, system } => template
+                .replace("{system}", system)
+                .replace("{prompt}", user),
         }
     }
 
@@ -56,18 +63,28 @@ mod tests {
 
     #[test]
     fn chatml_prompt_matches_the_fixture_layout() {
-        let t = ChatTemplate::ChatMl { system: String::new() };
+        let t = ChatTemplate::ChatMl {
+            system: String::new(),
+        };
         assert_eq!(
             t.prompt("What is 17 + 25? Answer with a number."),
             "<|im_start|>user\nWhat is 17 + 25? Answer with a number.<|im_end|>\n<|im_start|>assistant\n"
         );
-        let s = ChatTemplate::ChatMl { system: "Be brief.".into() };
-        assert!(s.prompt("hi").starts_with("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi"));
+        let s = ChatTemplate::ChatMl {
+            system: "Be brief.".into(),
+        };
+        assert!(
+            s.prompt("hi")
+                .starts_with("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi")
+        );
     }
 
     #[test]
     fn custom_template_fills_prompt_and_system() {
-        let t = ChatTemplate::Custom { template: "[{system}] Q: {prompt}\nA:".into(), system: "math".into() };
+        let t = ChatTemplate::Custom {
+            template: "[{system}] Q: {prompt}\nA:".into(),
+            system: "math".into(),
+        };
         assert_eq!(t.prompt("1+1?"), "[math] Q: 1+1?\nA:");
     }
 }

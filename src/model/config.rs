@@ -56,8 +56,15 @@ impl ModelConfig {
     /// Checks that the numbers fit together (heads divide, sizes non-zero).
     pub fn validate(&self, origin: &str) -> Result<()> {
         let bad = |what: String| Err(user_error(format!("{origin}: {what}")));
-        if self.vocab_size == 0 || self.hidden_size == 0 || self.num_layers == 0 || self.num_heads == 0 {
-            return bad("vocab_size, hidden_size, num_hidden_layers and num_attention_heads must be > 0".into());
+        if self.vocab_size == 0
+            || self.hidden_size == 0
+            || self.num_layers == 0
+            || self.num_heads == 0
+        {
+            return bad(
+                "vocab_size, hidden_size, num_hidden_layers and num_attention_heads must be > 0"
+                    .into(),
+            );
         }
         if self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(format!(
@@ -76,8 +83,8 @@ impl ModelConfig {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| user_error(format!("{origin}: cannot read: {e}")))?;
-        let raw: HfConfig = serde_json::from_str(&text)
-            .map_err(|e| user_error(format!("{origin}: {e}")))?;
+        let raw: HfConfig =
+            serde_json::from_str(&text).map_err(|e| user_error(format!("{origin}: {e}")))?;
         let arch = match raw.model_type.as_str() {
             "llama" | "mistral" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
@@ -88,7 +95,9 @@ impl ModelConfig {
             }
         };
         let num_kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads.max(1));
+        let head_dim = raw
+            .head_dim
+            .unwrap_or(raw.hidden_size / raw.num_attention_heads.max(1));
         let cfg = ModelConfig {
             arch,
             vocab_size: raw.vocab_size,
@@ -106,7 +115,9 @@ impl ModelConfig {
             eos_token_id: raw.eos_token_id.as_ref().and_then(first_id),
         };
         if let Some(scaling) = raw.rope_scaling.filter(|v| !v.is_null()) {
-            return Err(user_error(format!("{origin}: rope_scaling {scaling} is not supported")));
+            return Err(user_error(format!(
+                "{origin}: rope_scaling {scaling} is not supported"
+            )));
         }
         cfg.validate(&origin)?;
         Ok(cfg)

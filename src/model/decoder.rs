@@ -85,7 +85,9 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers] }
+        Self {
+            layers: vec![None; num_layers],
+        }
     }
 
     /// Number of cached positions.
@@ -118,7 +120,15 @@ impl KvCache {
 pub fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
     let s = past + t;
     let values: Vec<f32> = (0..t)
-        .flat_map(|i| (0..s).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            (0..s).map(move |j| {
+                if j <= past + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
     Tensor::from_vec(values, (1, 1, t, s), device)
 }
@@ -137,7 +147,10 @@ pub fn forward(
     mut cache: Option<&mut KvCache>,
 ) -> Result<Tensor> {
     let (b, t) = ids.dims2()?;
-    let mut x = w.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, cfg.hidden_size))?;
+    let mut x = w
+        .embed
+        .index_select(&ids.flatten_all()?, 0)?
+        .reshape((b, t, cfg.hidden_size))?;
     let (cos, sin) = rope_tables(positions, cfg.head_dim, cfg.rope_theta)?;
     let mask = mask.unsqueeze(1)?; // [B, 1, 1, T, S]
     for (i, layer) in w.layers.iter().enumerate() {
@@ -212,4 +225,3 @@ pub fn logits_all(w: &Weights, hidden: &Tensor) -> Result<Tensor> {
     let out = hidden.reshape((b * t, hsz))?.matmul(&w.head().t()?)?;
     out.reshape((b, t, ())).and_then(|x| x.to_dtype(DType::F32))
 }
-

@@ -24,7 +24,13 @@ pub struct SamplingParams {
 
 impl SamplingParams {
     pub fn greedy(max_new_tokens: usize) -> Self {
-        Self { temperature: 0.0, top_p: 1.0, top_k: 0, max_new_tokens, stop: Vec::new() }
+        Self {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens,
+            stop: Vec::new(),
+        }
     }
 }
 
@@ -73,8 +79,16 @@ pub fn generate(
     }
     let device = Device::Cpu;
     let b = requests.len();
-    let longest = requests.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0).max(1);
-    let pads: Vec<usize> = requests.iter().map(|r| longest - r.prompt_ids.len()).collect();
+    let longest = requests
+        .iter()
+        .map(|r| r.prompt_ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let pads: Vec<usize> = requests
+        .iter()
+        .map(|r| longest - r.prompt_ids.len())
+        .collect();
     let mut ids = Vec::with_capacity(b * longest);
     let mut positions = Vec::with_capacity(b * longest);
     for (r, &pad) in requests.iter().zip(&pads) {
@@ -84,7 +98,11 @@ pub fn generate(
     }
     let mut rows: Vec<Row> = requests
         .iter()
-        .map(|r| Row { rng: Rng::new(r.seed), tokens: Vec::new(), done: None })
+        .map(|r| Row {
+            rng: Rng::new(r.seed),
+            tokens: Vec::new(),
+            done: None,
+        })
         .collect();
     let mut cache = KvCache::new(cfg.num_layers);
     let ids = Tensor::from_vec(ids, (b, longest), &device)?;
@@ -105,7 +123,9 @@ pub fn generate(
             row.done = finished(row, token, tok, params, step + 1 == params.max_new_tokens)?;
             next.push(token);
         }
-        let keep: Vec<usize> = (0..active.len()).filter(|&j| rows[active[j]].done.is_none()).collect();
+        let keep: Vec<usize> = (0..active.len())
+            .filter(|&j| rows[active[j]].done.is_none())
+            .collect();
         if keep.is_empty() {
             break;
         }
@@ -131,19 +151,34 @@ pub fn generate(
                 Some(done) => done,
                 None => (Finish::Length, tok.decode(&row.tokens)?),
             };
-            Ok(Generation { token_ids: row.tokens, text, finish })
+            Ok(Generation {
+                token_ids: row.tokens,
+                text,
+                finish,
+            })
         })
         .collect()
 }
 
 /// Whether a row is finished after `token`, and with what text.
-fn finished(row: &Row, token: u32, tok: &Tokenizer, params: &SamplingParams, last: bool) -> Result<Option<(Finish, String)>> {
+fn finished(
+    row: &Row,
+    token: u32,
+    tok: &Tokenizer,
+    params: &SamplingParams,
+    last: bool,
+) -> Result<Option<(Finish, String)>> {
     if tok.eos_ids().contains(&token) {
         return Ok(Some((Finish::Eos, tok.decode(&row.tokens)?)));
     }
     if !params.stop.is_empty() || last {
         let text = tok.decode(&row.tokens)?;
-        if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        if let Some(cut) = params
+            .stop
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+        {
             return Ok(Some((Finish::Stop, text[..cut].to_string())));
         }
         if last {
@@ -199,7 +234,10 @@ pub fn pick_token(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> u32
         order.truncate(params.top_k);
     }
     let max = logits[order[0]] as f64;
-    let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i] as f64 - max) / params.temperature).exp()).collect();
+    let mut probs: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] as f64 - max) / params.temperature).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if params.top_p < 1.0 {

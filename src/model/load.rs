@@ -29,14 +29,20 @@ pub fn load_model(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> 
     } else if path.is_file() {
         load_gguf(path, tokenizer)
     } else {
-        Err(user_error(format!("model {}: no such file or folder", path.display())))
+        Err(user_error(format!(
+            "model {}: no such file or folder",
+            path.display()
+        )))
     }
 }
 
 fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
     let config_path = dir.join("config.json");
     if !config_path.is_file() {
-        return Err(user_error(format!("model {}: no config.json in the folder", dir.display())));
+        return Err(user_error(format!(
+            "model {}: no config.json in the folder",
+            dir.display()
+        )));
     }
     let config = ModelConfig::from_hf_json(&config_path)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -47,29 +53,49 @@ fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(user_error(format!("model {}: no *.safetensors files", dir.display())));
+        return Err(user_error(format!(
+            "model {}: no *.safetensors files",
+            dir.display()
+        )));
     }
     let mut tensors = HashMap::new();
     for file in &files {
-        let loaded = candle_core::safetensors::load(file, &Device::Cpu)
-            .map_err(|e| user_error(format!("{}: cannot read safetensors (truncated or corrupt?): {e}", file.display())))?;
+        let loaded = candle_core::safetensors::load(file, &Device::Cpu).map_err(|e| {
+            user_error(format!(
+                "{}: cannot read safetensors (truncated or corrupt?): {e}",
+                file.display()
+            ))
+        })?;
         tensors.extend(loaded);
     }
     let policy = Policy::from_tensors(config.clone(), tensors, &dir.display().to_string())?;
-    let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| dir.join("tokenizer.json"));
+    let tok_path = tokenizer
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("tokenizer.json"));
     if !tok_path.is_file() {
-        return Err(user_error(format!("model {}: no tokenizer.json (set model.tokenizer)", dir.display())));
+        return Err(user_error(format!(
+            "model {}: no tokenizer.json (set model.tokenizer)",
+            dir.display()
+        )));
     }
     let tokenizer = Tokenizer::from_file(&tok_path, config.eos_token_id)?;
-    Ok(LoadedModel { policy, tokenizer, source: dir.to_path_buf() })
+    Ok(LoadedModel {
+        policy,
+        tokenizer,
+        source: dir.to_path_buf(),
+    })
 }
 
 /// Reads a GGUF file's header (metadata and tensor table).
 pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, File)> {
     let origin = path.display().to_string();
     let mut file = File::open(path).map_err(|e| user_error(format!("model {origin}: {e}")))?;
-    let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| user_error(format!("model {origin}: not a readable GGUF file: {}", first_line(&e.to_string()))))?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| {
+        user_error(format!(
+            "model {origin}: not a readable GGUF file: {}",
+            first_line(&e.to_string())
+        ))
+    })?;
     let needed = content
         .tensor_infos
         .values()
@@ -96,10 +122,15 @@ fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
     for name in names {
-        let Some(hf_name) = hf_name(name) else { continue };
-        let q = content
-            .tensor(&mut file, name, &Device::Cpu)
-            .map_err(|e| user_error(format!("model {origin}: tensor {name}: {}", first_line(&e.to_string()))))?;
+        let Some(hf_name) = hf_name(name) else {
+            continue;
+        };
+        let q = content.tensor(&mut file, name, &Device::Cpu).map_err(|e| {
+            user_error(format!(
+                "model {origin}: tensor {name}: {}",
+                first_line(&e.to_string())
+            ))
+        })?;
         let t = q.dequantize(&Device::Cpu)?;
         let t = match (config.arch, hf_name.as_str()) {
             (Arch::Llama, n) if n.contains("q_proj") => unpermute(&t, config.num_heads)?,
@@ -113,7 +144,11 @@ fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         Some(p) => Tokenizer::from_file(p, config.eos_token_id)?,
         None => Tokenizer::from_gguf(&content, &origin, config.eos_token_id)?,
     };
-    Ok(LoadedModel { policy, tokenizer, source: path.to_path_buf() })
+    Ok(LoadedModel {
+        policy,
+        tokenizer,
+        source: path.to_path_buf(),
+    })
 }
 
 fn first_line(s: &str) -> &str {
@@ -160,6 +195,9 @@ fn unpermute(t: &Tensor, heads: usize) -> Result<Tensor> {
     let rows = dims[0];
     let half = rows / heads / 2;
     let rest: usize = dims[1..].iter().product();
-    let x = t.reshape((heads, half, 2, rest))?.transpose(1, 2)?.contiguous()?;
+    let x = t
+        .reshape((heads, half, 2, rest))?
+        .transpose(1, 2)?
+        .contiguous()?;
     Ok(x.reshape(dims)?)
 }

@@ -8,7 +8,12 @@ use candle_core::{D, DType, Result, Tensor};
 /// # Shapes
 /// `x`: `[.., H]`, `w`: `[H]` → `[.., H]`.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    let inv = x.sqr()?.mean_keepdim(D::Minus1)?.affine(1.0, eps)?.sqrt()?.recip()?;
+    let inv = x
+        .sqr()?
+        .mean_keepdim(D::Minus1)?
+        .affine(1.0, eps)?
+        .sqrt()?
+        .recip()?;
     x.broadcast_mul(&inv)?.broadcast_mul(w)
 }
 

@@ -21,7 +21,12 @@ pub struct Policy {
 
 /// The HF names and shapes every model of `cfg` must have.
 pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, i, v, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.head_dim);
+    let (h, i, v, hd) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.vocab_size,
+        cfg.head_dim,
+    );
     let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
     let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
     for l in 0..cfg.num_layers {
@@ -51,11 +56,18 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
 impl Policy {
     /// Builds the policy from HF-named f32 tensors; every expected tensor must be present with
     /// its shape (extra tensors are ignored).
-    pub fn from_tensors(config: ModelConfig, mut tensors: HashMap<String, Tensor>, origin: &str) -> Result<Policy> {
+    pub fn from_tensors(
+        config: ModelConfig,
+        mut tensors: HashMap<String, Tensor>,
+        origin: &str,
+    ) -> Result<Policy> {
         let varmap = VarMap::new();
         let mut vars: HashMap<String, Tensor> = HashMap::new();
         {
-            let mut data = varmap.data().lock().map_err(|_| anyhow::anyhow!("var map lock poisoned"))?;
+            let mut data = varmap
+                .data()
+                .lock()
+                .map_err(|_| anyhow::anyhow!("var map lock poisoned"))?;
             for (name, shape) in expected_tensors(&config) {
                 let t = tensors
                     .remove(&name)
@@ -72,7 +84,11 @@ impl Policy {
             }
         }
         let weights = weights_from(&config, &mut vars)?;
-        Ok(Policy { config, varmap, weights })
+        Ok(Policy {
+            config,
+            varmap,
+            weights,
+        })
     }
 
     /// The weights, tracked by autograd.
@@ -88,13 +104,31 @@ impl Policy {
     /// Every trainable variable with its HF name, sorted by name.
     pub fn vars(&self) -> Vec<(String, Var)> {
         let data = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut out: Vec<(String, Var)> =
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
     pub fn varmap(&self) -> &VarMap {
         &self.varmap
+    }
+
+    /// Writes an HF model folder: `config.json`, `model.safetensors` and `tokenizer.json`, each
+    /// written to a temporary name and renamed, so a reader never sees a half-written file.
+    pub fn save_hf(&self, dir: &Path, tokenizer: &super::tokenizer::Tokenizer) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let config = serde_json::to_string_pretty(&self.config.to_hf_json())?;
+        let tmp = dir.join("config.json.tmp");
+        std::fs::write(&tmp, config).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join("config.json"))?;
+        let tmp = dir.join("tokenizer.json.tmp");
+        tokenizer.save(&tmp)?;
+        std::fs::rename(&tmp, dir.join("tokenizer.json"))?;
+        let tmp = dir.join("model.safetensors.tmp");
+        self.save_safetensors(&tmp)?;
+        std::fs::rename(&tmp, dir.join("model.safetensors"))?;
+        Ok(())
     }
 
     /// Writes the weights as one safetensors file with HF names.
@@ -104,19 +138,28 @@ impl Policy {
             .into_iter()
             .map(|(k, v)| (k, v.as_tensor().detach()))
             .collect();
-        candle_core::safetensors::save(&tensors, path).with_context(|| format!("writing {}", path.display()))
+        candle_core::safetensors::save(&tensors, path)
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 
 fn weights_from(cfg: &ModelConfig, vars: &mut HashMap<String, Tensor>) -> Result<Weights> {
-    let mut take = |name: String| vars.remove(&name).with_context(|| format!("internal: {name} not loaded"));
+    let mut take = |name: String| {
+        vars.remove(&name)
+            .with_context(|| format!("internal: {name} not loaded"))
+    };
     let embed = take("model.embed_tokens.weight".into())?;
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
         let p = format!("model.layers.{l}");
-        let bias = |take: &mut dyn FnMut(String) -> Result<Tensor>, n: &str| -> Result<Option<Tensor>> {
-            if cfg.qkv_bias() { take(format!("{p}.self_attn.{n}_proj.bias")).map(Some) } else { Ok(None) }
-        };
+        let bias =
+            |take: &mut dyn FnMut(String) -> Result<Tensor>, n: &str| -> Result<Option<Tensor>> {
+                if cfg.qkv_bias() {
+                    take(format!("{p}.self_attn.{n}_proj.bias")).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
         layers.push(LayerWeights {
             attn_norm: take(format!("{p}.input_layernorm.weight"))?,
             q: take(format!("{p}.self_attn.q_proj.weight"))?,
@@ -133,6 +176,15 @@ fn weights_from(cfg: &ModelConfig, vars: &mut HashMap<String, Tensor>) -> Result
         });
     }
     let norm = take("model.norm.weight".into())?;
-    let lm_head = if cfg.tie_embeddings { None } else { Some(take("lm_head.weight".into())?) };
-    Ok(Weights { embed, layers, norm, lm_head })
+    let lm_head = if cfg.tie_embeddings {
+        None
+    } else {
+        Some(take("lm_head.weight".into())?)
+    };
+    Ok(Weights {
+        embed,
+        layers,
+        norm,
+        lm_head,
+    })
 }

@@ -21,12 +21,21 @@ pub struct SeqScores {
 }
 
 /// Scores `(prompt, response)` token sequences: one forward of the right-padded batch.
-pub fn score_sequences(cfg: &ModelConfig, w: &Weights, seqs: &[(Vec<u32>, Vec<u32>)], pad_id: u32) -> Result<SeqScores> {
+pub fn score_sequences(
+    cfg: &ModelConfig,
+    w: &Weights,
+    seqs: &[(Vec<u32>, Vec<u32>)],
+    pad_id: u32,
+) -> Result<SeqScores> {
     if seqs.is_empty() {
         bail!("no sequences to score");
     }
     let device = Device::Cpu;
-    let t = seqs.iter().map(|(p, r)| p.len() + r.len()).max().unwrap_or(0);
+    let t = seqs
+        .iter()
+        .map(|(p, r)| p.len() + r.len())
+        .max()
+        .unwrap_or(0);
     let s = seqs.len();
     let mut ids = Vec::with_capacity(s * t);
     let mut rows = Vec::new();
@@ -47,7 +56,9 @@ pub fn score_sequences(cfg: &ModelConfig, w: &Weights, seqs: &[(Vec<u32>, Vec<u3
         ids.extend(std::iter::repeat_n(pad_id, t - seq.len()));
     }
     let ids = Tensor::from_vec(ids, (s, t), &device)?;
-    let positions = Tensor::arange(0u32, t as u32, &device)?.unsqueeze(0)?.repeat((s, 1))?;
+    let positions = Tensor::arange(0u32, t as u32, &device)?
+        .unsqueeze(0)?
+        .repeat((s, 1))?;
     let hidden = forward(cfg, w, &ids, &positions, &causal_mask(t, 0, &device)?, None)?;
     let n = rows.len();
     let logits = logits_at(w, &hidden, &Tensor::new(rows, &device)?)?;
@@ -60,9 +71,19 @@ pub fn score_sequences(cfg: &ModelConfig, w: &Weights, seqs: &[(Vec<u32>, Vec<u3
     let seg = Tensor::from_vec(seg, (s, n), &device)?;
     let logps = seg.matmul(&logp.unsqueeze(1)?)?.squeeze(1)?;
     let tokens: Vec<usize> = seqs.iter().map(|(_, r)| r.len()).collect();
-    let counts = Tensor::new(tokens.iter().map(|&c| c as f32).collect::<Vec<_>>(), &device)?;
-    let wpo_mean = seg.matmul(&aligned.unsqueeze(1)?)?.squeeze(1)?.div(&counts)?;
-    Ok(SeqScores { logps, wpo_mean, tokens })
+    let counts = Tensor::new(
+        tokens.iter().map(|&c| c as f32).collect::<Vec<_>>(),
+        &device,
+    )?;
+    let wpo_mean = seg
+        .matmul(&aligned.unsqueeze(1)?)?
+        .squeeze(1)?
+        .div(&counts)?;
+    Ok(SeqScores {
+        logps,
+        wpo_mean,
+        tokens,
+    })
 }
 
 /// Per-token log-prob of each target and the WPO aligned term.

@@ -36,7 +36,11 @@ impl Tokenizer {
     }
 
     /// Rebuilds the tokenizer stored in a GGUF's metadata.
-    pub fn from_gguf(content: &gguf_file::Content, origin: &str, eos: Option<u32>) -> Result<Tokenizer> {
+    pub fn from_gguf(
+        content: &gguf_file::Content,
+        origin: &str,
+        eos: Option<u32>,
+    ) -> Result<Tokenizer> {
         let md = &content.metadata;
         let bad = |what: &str| user_error(format!("{origin}: GGUF tokenizer: {what}"));
         let model = md
@@ -49,22 +53,40 @@ impl Tokenizer {
             )));
         }
         let strings = |key: &str| -> Result<Vec<String>> {
-            let values = md.get(key).and_then(|v| v.to_vec().ok()).ok_or_else(|| bad(&format!("no {key}")))?;
+            let values = md
+                .get(key)
+                .and_then(|v| v.to_vec().ok())
+                .ok_or_else(|| bad(&format!("no {key}")))?;
             values
                 .iter()
-                .map(|v| v.to_string().cloned().map_err(|_| bad(&format!("{key} holds a non-string"))))
+                .map(|v| {
+                    v.to_string()
+                        .cloned()
+                        .map_err(|_| bad(&format!("{key} holds a non-string")))
+                })
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
         let merges = strings("tokenizer.ggml.merges")?;
-        let types: Vec<i32> = match md.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()) {
+        let types: Vec<i32> = match md
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.to_vec().ok())
+        {
             Some(values) => values.iter().map(|v| v.to_i32().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let merges: Vec<(String, String)> = merges
             .iter()
-            .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| bad(&format!("bad merge `{m}`"))))
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| bad(&format!("bad merge `{m}`")))
+            })
             .collect::<Result<_>>()?;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
@@ -99,19 +121,28 @@ impl Tokenizer {
             }
         }
         let pad_id = eos_ids.first().copied().unwrap_or(0);
-        Tokenizer { inner, eos_ids, pad_id }
+        Tokenizer {
+            inner,
+            eos_ids,
+            pad_id,
+        }
     }
 
     /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) are recognised,
     /// nothing is added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| anyhow!("tokenizing failed: {e}"))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("tokenizing failed: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, special tokens kept.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| anyhow!("decoding failed: {e}"))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| anyhow!("decoding failed: {e}"))
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
@@ -150,18 +181,30 @@ impl Tokenizer {
 }
 
 fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
-    let byte_level = |regex: bool| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, regex));
+    let byte_level =
+        |regex: bool| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, regex));
     Ok(match pre {
         "smollm" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
             PreTokenizerWrapper::Digits(Digits::new(true)),
             byte_level(true),
         ])),
         "qwen2" => {
-            let split = Split::new(SplitPattern::Regex(QWEN2_REGEX.into()), SplitDelimiterBehavior::Isolated, false)
-                .map_err(|e| anyhow!("qwen2 pre-tokenizer: {e}"))?;
-            PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Split(split), byte_level(false)]))
+            let split = Split::new(
+                SplitPattern::Regex(QWEN2_REGEX.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| anyhow!("qwen2 pre-tokenizer: {e}"))?;
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                PreTokenizerWrapper::Split(split),
+                byte_level(false),
+            ]))
         }
         "default" | "gpt-2" | "gpt2" => byte_level(true),
-        other => return Err(anyhow!("pre-tokenizer `{other}` is not supported (smollm, qwen2, gpt-2)")),
+        other => {
+            return Err(anyhow!(
+                "pre-tokenizer `{other}` is not supported (smollm, qwen2, gpt-2)"
+            ));
+        }
     })
 }

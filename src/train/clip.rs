@@ -7,7 +7,11 @@ use candle_core::{DType, Tensor};
 pub fn grad_norm(grads: &[Option<Tensor>]) -> Result<f64> {
     let mut total = 0.0;
     for g in grads.iter().flatten() {
-        total += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        total += g
+            .sqr()?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
     }
     Ok(total.sqrt())
 }

@@ -2,6 +2,8 @@
 
 mod clip;
 mod optim;
+mod step;
 
 pub use clip::{clip_scale, grad_norm};
 pub use optim::{AdamW, AdamWConfig, Moments};
+pub use step::{StepBatch, StepOutput, forward_backward};

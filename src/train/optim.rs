@@ -18,7 +18,12 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -58,16 +63,26 @@ impl InplaceOp2 for Update<'_> {
         "adamw-update"
     }
 
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
         let (CpuStorage::F32(param), CpuStorage::F32(grad)) = (s1, s2) else {
             candle_core::bail!("adamw: parameters and gradients must be f32");
         };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
             candle_core::bail!("adamw: parameters and gradients must be contiguous");
         };
         let param = &mut param[p0..p1];
         let grad = &grad[g0..g1];
-        let mut guard = self.moments.lock().map_err(|_| candle_core::Error::Msg("adamw state poisoned".into()))?;
+        let mut guard = self
+            .moments
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("adamw state poisoned".into()))?;
         let Moments { m, v } = &mut **guard;
         param
             .par_chunks_mut(CHUNK)
@@ -102,9 +117,17 @@ impl AdamW {
         }
         let moments = vars
             .iter()
-            .map(|v| Moments { m: vec![0.0; v.elem_count()], v: vec![0.0; v.elem_count()] })
+            .map(|v| Moments {
+                m: vec![0.0; v.elem_count()],
+                v: vec![0.0; v.elem_count()],
+            })
             .collect();
-        Ok(Self { config, vars, moments, step: 0 })
+        Ok(Self {
+            config,
+            vars,
+            moments,
+            step: 0,
+        })
     }
 
     pub fn vars(&self) -> &[Var] {
@@ -118,7 +141,10 @@ impl AdamW {
     /// Restores the state saved by a checkpoint.
     pub fn restore(&mut self, step: u64, moments: Vec<Moments>) -> Result<()> {
         if moments.len() != self.vars.len()
-            || moments.iter().zip(&self.vars).any(|(mo, v)| mo.m.len() != v.elem_count() || mo.v.len() != v.elem_count())
+            || moments
+                .iter()
+                .zip(&self.vars)
+                .any(|(mo, v)| mo.m.len() != v.elem_count() || mo.v.len() != v.elem_count())
         {
             bail!("optimizer state does not match the model's parameters");
         }
@@ -132,7 +158,11 @@ impl AdamW {
     /// (gradient clipping).
     pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64, grad_scale: f64) -> Result<()> {
         if grads.len() != self.vars.len() {
-            bail!("{} gradients for {} parameters", grads.len(), self.vars.len());
+            bail!(
+                "{} gradients for {} parameters",
+                grads.len(),
+                self.vars.len()
+            );
         }
         self.step += 1;
         let c = self.config;
@@ -158,4 +188,3 @@ impl AdamW {
         Ok(())
     }
 }
-

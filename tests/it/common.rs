@@ -69,9 +69,15 @@ pub fn shared() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("../shared is required in CI but {} is missing", dir.display());
+        panic!(
+            "../shared is required in CI but {} is missing",
+            dir.display()
+        );
     }
-    eprintln!("skipped: ../shared is absent ({}), so the PyTorch parity data is not available", dir.display());
+    eprintln!(
+        "skipped: ../shared is absent ({}), so the PyTorch parity data is not available",
+        dir.display()
+    );
     None
 }
 

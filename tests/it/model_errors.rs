@@ -8,7 +8,18 @@ use candle_core::{Device, Tensor};
 use crate::common::{assert_user_error, shared, write};
 
 fn generate(model: &str) -> std::process::Output {
-    crate::common::trainer(&["generate", "--model", model, "--prompt", "hi", "--max-new-tokens", "2"], &[])
+    crate::common::trainer(
+        &[
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            "hi",
+            "--max-new-tokens",
+            "2",
+        ],
+        &[],
+    )
 }
 
 const CONFIG: &str = r#"{"model_type": "llama", "vocab_size": 16, "hidden_size": 8, "intermediate_size": 16,
@@ -16,7 +27,10 @@ const CONFIG: &str = r#"{"model_type": "llama", "vocab_size": 16, "hidden_size":
 
 #[test]
 fn missing_model_path_is_named() {
-    assert_user_error(&generate("no/such/model.gguf"), &["no/such/model.gguf", "no such file or folder"]);
+    assert_user_error(
+        &generate("no/such/model.gguf"),
+        &["no/such/model.gguf", "no such file or folder"],
+    );
 }
 
 #[test]
@@ -29,15 +43,29 @@ fn folder_without_config_json_is_refused() {
 #[test]
 fn config_json_with_a_missing_field_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "config.json", r#"{"model_type": "llama", "vocab_size": 16}"#);
-    assert_user_error(&generate(dir.path().to_str().unwrap()), &["config.json", "missing field `hidden_size`"]);
+    write(
+        dir.path(),
+        "config.json",
+        r#"{"model_type": "llama", "vocab_size": 16}"#,
+    );
+    assert_user_error(
+        &generate(dir.path().to_str().unwrap()),
+        &["config.json", "missing field `hidden_size`"],
+    );
 }
 
 #[test]
 fn unsupported_model_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "config.json", &CONFIG.replace("\"llama\"", "\"gpt_neox\""));
-    assert_user_error(&generate(dir.path().to_str().unwrap()), &["config.json", "gpt_neox", "not supported"]);
+    write(
+        dir.path(),
+        "config.json",
+        &CONFIG.replace("\"llama\"", "\"gpt_neox\""),
+    );
+    assert_user_error(
+        &generate(dir.path().to_str().unwrap()),
+        &["config.json", "gpt_neox", "not supported"],
+    );
 }
 
 #[test]
@@ -46,11 +74,22 @@ fn truncated_safetensors_is_refused() {
     write(dir.path(), "config.json", CONFIG);
     let t = Tensor::zeros((16, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
     let full = dir.path().join("full.bin");
-    candle_core::safetensors::save(&std::collections::HashMap::from([("model.embed_tokens.weight".to_string(), t)]), &full).unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("model.embed_tokens.weight".to_string(), t)]),
+        &full,
+    )
+    .unwrap();
     let bytes = std::fs::read(&full).unwrap();
     std::fs::remove_file(&full).unwrap();
-    std::fs::write(dir.path().join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    assert_user_error(&generate(dir.path().to_str().unwrap()), &["model.safetensors", "truncated or corrupt"]);
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    assert_user_error(
+        &generate(dir.path().to_str().unwrap()),
+        &["model.safetensors", "truncated or corrupt"],
+    );
 }
 
 #[test]
@@ -60,7 +99,10 @@ fn missing_tensor_is_named() {
     let t = Tensor::zeros((16, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
     let tensors = std::collections::HashMap::from([("model.embed_tokens.weight".to_string(), t)]);
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
-    assert_user_error(&generate(dir.path().to_str().unwrap()), &["input_layernorm.weight", "is missing"]);
+    assert_user_error(
+        &generate(dir.path().to_str().unwrap()),
+        &["input_layernorm.weight", "is missing"],
+    );
 }
 
 #[test]
@@ -68,9 +110,18 @@ fn gguf_of_an_unsupported_architecture_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.gguf");
     let arch = gguf_file::Value::String("gpt2".into());
-    let t = QTensor::quantize(&Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+    let t = QTensor::quantize(
+        &Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        GgmlDType::F32,
+    )
+    .unwrap();
     let mut f = std::fs::File::create(&path).unwrap();
-    gguf_file::write(&mut f, &[("general.architecture", &arch)], &[("token_embd.weight", &t)]).unwrap();
+    gguf_file::write(
+        &mut f,
+        &[("general.architecture", &arch)],
+        &[("token_embd.weight", &t)],
+    )
+    .unwrap();
     drop(f);
     let p = path.to_str().unwrap();
     assert_user_error(&generate(p), &[p, "architecture `gpt2`", "not supported"]);

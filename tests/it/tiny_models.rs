@@ -31,9 +31,17 @@ fn tiny(arch: Arch) -> ModelConfig {
 
 fn random_pairs(n: usize, seed: u64) -> Vec<TokenPair> {
     let mut rng = Rng::new(seed);
-    let mut ids = |len: usize| (0..len).map(|_| 2 + rng.below(62) as u32).collect::<Vec<u32>>();
+    let mut ids = |len: usize| {
+        (0..len)
+            .map(|_| 2 + rng.below(62) as u32)
+            .collect::<Vec<u32>>()
+    };
     (0..n)
-        .map(|i| TokenPair { prompt: ids(3 + i % 3), chosen: ids(4 + i % 2), rejected: ids(5 - i % 2) })
+        .map(|i| TokenPair {
+            prompt: ids(3 + i % 3),
+            chosen: ids(4 + i % 2),
+            rejected: ids(5 - i % 2),
+        })
         .collect()
 }
 
@@ -42,13 +50,33 @@ fn trains(arch: Arch) {
     let policy = random_policy(&cfg, 7).unwrap();
     let pairs = random_pairs(4, 11);
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
-    let hook = trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into())).unwrap();
+    let hook =
+        trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
+            .unwrap();
     let spec = LossSpec::default();
     let reference = forward_pairs(&cfg, &policy.frozen(), &pairs, 0).unwrap();
-    let ref_c: Vec<f64> = reference.chosen_logps.to_dtype(DType::F64).unwrap().to_vec1().unwrap();
-    let ref_r: Vec<f64> = reference.rejected_logps.to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+    let ref_c: Vec<f64> = reference
+        .chosen_logps
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let ref_r: Vec<f64> = reference
+        .rejected_logps
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let vars: Vec<_> = policy.vars().into_iter().map(|(_, v)| v).collect();
-    let mut opt = candle_nn::AdamW::new(vars.clone(), candle_nn::ParamsAdamW { lr: 1e-2, weight_decay: 0.0, ..Default::default() }).unwrap();
+    let mut opt = candle_nn::AdamW::new(
+        vars.clone(),
+        candle_nn::ParamsAdamW {
+            lr: 1e-2,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut losses = Vec::new();
     for step in 0..15 {
         let fwd = forward_pairs(&cfg, policy.weights(), &pairs, 0).unwrap();
@@ -59,15 +87,30 @@ fn trains(arch: Arch) {
         let grads = loss.backward().unwrap();
         if step == 0 {
             for (name, var) in policy.vars() {
-                let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{arch:?}: no gradient for {name}"));
-                let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                let g = grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{arch:?}: no gradient for {name}"));
+                let norm = g
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 assert!(norm > 0.0, "{arch:?}: zero gradient for {name}");
             }
         }
         opt.step(&grads).unwrap();
     }
-    assert!((losses[0] - std::f32::consts::LN_2).abs() < 1e-6, "{arch:?}: initial loss {}", losses[0]);
-    assert!(*losses.last().unwrap() < 0.5 * losses[0], "{arch:?}: losses {losses:?}");
+    assert!(
+        (losses[0] - std::f32::consts::LN_2).abs() < 1e-6,
+        "{arch:?}: initial loss {}",
+        losses[0]
+    );
+    assert!(
+        *losses.last().unwrap() < 0.5 * losses[0],
+        "{arch:?}: losses {losses:?}"
+    );
 }
 
 #[test]

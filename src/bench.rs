@@ -1,0 +1,320 @@
+//! `trainer bench`: DPO-step throughput (reference forward + policy forward/backward + AdamW),
+//! sampling throughput and peak memory, next to the PyTorch baselines when they are available.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use crate::batch::{TokenPair, forward_pairs};
+use crate::cli::BenchArgs;
+use crate::hookset::from_source;
+use crate::model::{GenRequest, LoadedModel, SamplingParams, generate, load_model};
+use crate::recipe::{HookSource, LossSpec, ScriptLimits};
+use crate::rng::Rng;
+use crate::script::{HookKind, ScriptHost};
+use crate::train::{AdamW, AdamWConfig, StepBatch, forward_backward};
+
+/// Tokens per sequence in the step benchmark: a 64-token prompt and a 64-token response.
+const SEQ: usize = 128;
+
+#[derive(Debug, Serialize)]
+pub struct StepResult {
+    pub pairs: usize,
+    /// Policy tokens per step: pairs × 2 sequences × 128.
+    pub policy_tokens: usize,
+    pub seconds: f64,
+    pub reference_seconds: f64,
+    pub forward_backward_seconds: f64,
+    pub optimizer_seconds: f64,
+    pub policy_tokens_per_s: f64,
+    pub gflops_per_s: f64,
+    pub matmul_peak_fraction: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SampleResult {
+    pub batch: usize,
+    pub new_tokens: usize,
+    pub seconds: f64,
+    pub new_tokens_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub params: usize,
+    pub threads: usize,
+    pub matmul_peak_gflops: f64,
+    pub steps: Vec<StepResult>,
+    pub sampling: Vec<SampleResult>,
+    pub peak_rss_gib: f64,
+    pub pytorch_baseline: Option<serde_json::Value>,
+}
+
+/// Peak resident memory of this process (VmHWM), in GiB.
+pub fn peak_rss_gib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
+}
+
+/// GFLOP/s of a bare 1024³ f32 matmul: the ceiling a training step can approach.
+pub fn matmul_peak() -> Result<f64> {
+    let n = 1024;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    a.matmul(&b)?;
+    let reps = 5;
+    let start = Instant::now();
+    for _ in 0..reps {
+        a.matmul(&b)?;
+    }
+    Ok(2.0 * (n * n * n) as f64 * reps as f64 / start.elapsed().as_secs_f64() / 1e9)
+}
+
+fn synthetic_pairs(n: usize, vocab: usize, seed: u64) -> Vec<TokenPair> {
+    let mut rng = Rng::new(seed);
+    let mut ids = |len: usize| {
+        (0..len)
+            .map(|_| 100 + rng.below(vocab as u64 - 200) as u32)
+            .collect::<Vec<u32>>()
+    };
+    (0..n)
+        .map(|_| TokenPair {
+            prompt: ids(SEQ / 2),
+            chosen: ids(SEQ / 2),
+            rejected: ids(SEQ / 2),
+        })
+        .collect()
+}
+
+fn bench_step(model: &LoadedModel, pairs: usize, peak: f64) -> Result<StepResult> {
+    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let hook = from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))?;
+    let policy = &model.policy;
+    let batch = synthetic_pairs(pairs, policy.config.vocab_size, 1);
+    let vars: Vec<_> = policy.vars().into_iter().map(|(_, v)| v).collect();
+    let mut opt = AdamW::new(vars, AdamWConfig::default())?;
+    let spec = LossSpec::default();
+    let mut run = || -> Result<(f64, f64, f64)> {
+        let t0 = Instant::now();
+        let reference = forward_pairs(
+            &policy.config,
+            &policy.frozen(),
+            &batch,
+            model.tokenizer.pad_id(),
+        )?;
+        let ref_c: Vec<f64> = reference
+            .chosen_logps
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
+        let ref_r: Vec<f64> = reference
+            .rejected_logps
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
+        let t1 = Instant::now();
+        let weights = vec![1.0; pairs];
+        let step = StepBatch {
+            pairs: &batch,
+            ref_chosen: &ref_c,
+            ref_rejected: &ref_r,
+            weights: &weights,
+        };
+        let out = forward_backward(
+            policy,
+            model.tokenizer.pad_id(),
+            &host,
+            hook,
+            &spec,
+            &step,
+            1.0,
+        )?;
+        let t2 = Instant::now();
+        opt.step(&out.grads, 1e-7, 1.0)?;
+        let t3 = Instant::now();
+        Ok((
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64(),
+        ))
+    };
+    run()?; // warm-up
+    let reps = 2;
+    let mut sums = (0.0, 0.0, 0.0);
+    for _ in 0..reps {
+        let (a, b, c) = run()?;
+        sums = (sums.0 + a, sums.1 + b, sums.2 + c);
+    }
+    let (r, fb, o) = (
+        sums.0 / reps as f64,
+        sums.1 / reps as f64,
+        sums.2 / reps as f64,
+    );
+    let seconds = r + fb + o;
+    let tokens = pairs * 2 * SEQ;
+    let params = policy.config.param_count() as f64;
+    let gflops = 8.0 * params * tokens as f64 / seconds / 1e9;
+    Ok(StepResult {
+        pairs,
+        policy_tokens: tokens,
+        seconds,
+        reference_seconds: r,
+        forward_backward_seconds: fb,
+        optimizer_seconds: o,
+        policy_tokens_per_s: tokens as f64 / seconds,
+        gflops_per_s: gflops,
+        matmul_peak_fraction: gflops / peak,
+    })
+}
+
+fn bench_sampling(model: &LoadedModel, batch: usize, new_tokens: usize) -> Result<SampleResult> {
+    let prompts: Vec<GenRequest> = (0..batch)
+        .map(|i| GenRequest {
+            prompt_ids: model
+                .tokenizer
+                .encode(&format!("<|im_start|>user\nWrite a long story about the number {i}.<|im_end|>\n<|im_start|>assistant\n"))
+                .unwrap_or_default(),
+            seed: i as u64,
+        })
+        .collect();
+    let params = SamplingParams {
+        temperature: 1.0,
+        top_p: 1.0,
+        top_k: 0,
+        max_new_tokens: new_tokens,
+        stop: Vec::new(),
+    };
+    let start = Instant::now();
+    let out = generate(
+        &model.policy.config,
+        &model.policy.frozen(),
+        &model.tokenizer,
+        &prompts,
+        &params,
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    let tokens: usize = out.iter().map(|g| g.token_ids.len()).sum();
+    Ok(SampleResult {
+        batch,
+        new_tokens: tokens,
+        seconds,
+        new_tokens_per_s: tokens as f64 / seconds,
+    })
+}
+
+fn baseline(model: &Path) -> Option<serde_json::Value> {
+    let path = model
+        .parent()?
+        .parent()?
+        .join("fixtures/pytorch_baselines.json");
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The `trainer bench` command.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let model = load_model(&args.model, None)?;
+    let peak = matmul_peak()?;
+    let mut report = BenchReport {
+        model: args.model.display().to_string(),
+        params: model.policy.config.param_count(),
+        threads: rayon::current_num_threads(),
+        matmul_peak_gflops: peak,
+        steps: Vec::new(),
+        sampling: Vec::new(),
+        peak_rss_gib: 0.0,
+        pytorch_baseline: baseline(&args.model),
+    };
+    for &b in &args.batches {
+        tracing::info!("sampling at batch {b}");
+        report
+            .sampling
+            .push(bench_sampling(&model, b, args.new_tokens)?);
+    }
+    for &p in &args.pairs {
+        tracing::info!("DPO step at {p} pairs x {SEQ} tokens");
+        report.steps.push(bench_step(&model, p, peak)?);
+    }
+    report.peak_rss_gib = peak_rss_gib();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+fn render(r: &BenchReport) -> String {
+    use std::fmt::Write;
+    let base = |key: &str| r.pytorch_baseline.as_ref().and_then(|b| b[key].as_f64());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "model {} ({:.1} M parameters), {} threads, bare matmul {:.1} GFLOP/s",
+        r.model,
+        r.params as f64 / 1e6,
+        r.threads,
+        r.matmul_peak_gflops
+    );
+    let _ = writeln!(
+        out,
+        "\nDPO step (reference forward + policy forward/backward + AdamW), sequences of {SEQ} tokens"
+    );
+    let _ = writeln!(
+        out,
+        "pairs  seconds  ref   fwd+bwd  adamw  policy tok/s  GFLOP/s  of peak  PyTorch tok/s  ratio"
+    );
+    for s in &r.steps {
+        let pt = base(&format!("dpo_step_pairs{}_T128_tokens_per_s", s.pairs));
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>7.2}  {:>4.2}  {:>7.2}  {:>5.2}  {:>12.1}  {:>7.1}  {:>6.0}%  {:>13}  {}",
+            s.pairs,
+            s.seconds,
+            s.reference_seconds,
+            s.forward_backward_seconds,
+            s.optimizer_seconds,
+            s.policy_tokens_per_s,
+            s.gflops_per_s,
+            100.0 * s.matmul_peak_fraction,
+            pt.map_or("-".into(), |v| format!("{v:.1}")),
+            pt.map_or("-".into(), |v| format!("{:.2}x", s.policy_tokens_per_s / v)),
+        );
+    }
+    let _ = writeln!(out, "\nsampling (KV cache, temperature 1)");
+    let _ = writeln!(
+        out,
+        "batch  new tokens  seconds  tok/s  PyTorch tok/s  ratio"
+    );
+    for s in &r.sampling {
+        let pt = base(&format!("sample_batch{}_new_tokens_per_s", s.batch));
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>10}  {:>7.2}  {:>5.1}  {:>13}  {}",
+            s.batch,
+            s.new_tokens,
+            s.seconds,
+            s.new_tokens_per_s,
+            pt.map_or("-".into(), |v| format!("{v:.1}")),
+            pt.map_or("-".into(), |v| format!("{:.2}x", s.new_tokens_per_s / v)),
+        );
+    }
+    let pt = base("peak_rss_gib");
+    let _ = writeln!(
+        out,
+        "\npeak RSS {:.2} GiB (PyTorch {})",
+        r.peak_rss_gib,
+        pt.map_or("-".into(), |v| format!("{v:.2} GiB"))
+    );
+    out
+}
