@@ -14,7 +14,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Recipe(args)) => show_recipe(&args),
         Some(Command::Sample(_)) => not_yet("sample"),
-        Some(Command::Grade(_)) => not_yet("grade"),
+        Some(Command::Grade(args)) => crate::grade::run(&args),
         Some(Command::Pairs(_)) => not_yet("pairs"),
         Some(Command::Train(_)) => not_yet("train"),
         Some(Command::Eval(_)) => not_yet("eval"),

@@ -1,9 +1,11 @@
 //! Native answer extraction and equivalence (GSM8K, MATH, exact), shared by the grade plugins and
 //! `trainer grade`.
 
+mod command;
 mod gsm8k;
 mod math;
 
+pub use command::{GradeSummary, grader_source, run};
 pub use gsm8k::{gsm8k_answer, gsm8k_gold, parse_number};
 pub use math::{last_boxed, math_answer, math_equal, normalize_math};
 

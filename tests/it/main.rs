@@ -2,6 +2,7 @@
 
 mod common;
 mod dpo_parity;
+mod grading;
 mod hooks;
 mod losses;
 mod model_errors;

@@ -1,0 +1,149 @@
+//! Questions with checkable answers: GSM8K (`question`, `answer` ending `#### N`), MATH
+//! (`problem`, `answer`, `solution`), or plain prompts with the gold answer in a named field.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::jsonl::read_jsonl;
+use crate::error::user_error;
+use crate::grade::{gsm8k_gold, last_boxed};
+use crate::recipe::{DataFormat, Limit};
+use crate::rng::Rng;
+
+/// One question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    /// Stable identity: the MATH `unique_id`, an `id` field, or `<file stem>:<line>`.
+    pub id: String,
+    /// The question as asked (before the instruction and chat template).
+    pub question: String,
+    /// The answer a grader compares with.
+    pub gold: String,
+    /// A worked solution usable as a chosen response, when the dataset has one.
+    pub solution: Option<String>,
+}
+
+/// How to read a questions file.
+#[derive(Debug, Clone)]
+pub struct ExampleFormat<'a> {
+    pub format: DataFormat,
+    pub prompt_field: &'a str,
+    pub gold_field: &'a str,
+}
+
+/// Reads `path`, then keeps `limit` examples after a seeded shuffle (`shuffle_seed` 0 keeps the
+/// file order).
+pub fn read_examples(path: &Path, fmt: &ExampleFormat, limit: Limit, shuffle_seed: u64) -> Result<Vec<Example>> {
+    let lines = read_jsonl(path)?;
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut out = Vec::with_capacity(lines.len());
+    for l in &lines {
+        let fallback_id = format!("{stem}:{}", l.line);
+        let ex = match fmt.format {
+            DataFormat::Gsm8k => {
+                let answer = l.string(path, "answer")?;
+                Example {
+                    id: fallback_id,
+                    question: l.string(path, "question")?,
+                    gold: gsm8k_gold(&answer),
+                    solution: Some(clean_gsm8k_solution(&answer)),
+                }
+            }
+            DataFormat::Math => {
+                let solution = l.object.get("solution").and_then(|v| v.as_str()).map(str::to_string);
+                let gold = match l.object.get("answer") {
+                    Some(_) => l.string(path, "answer")?,
+                    None => solution.as_deref().and_then(last_boxed).ok_or_else(|| {
+                        user_error(format!("{}:{}: missing field `answer` (and no \\boxed{{}} in `solution`)", path.display(), l.line))
+                    })?,
+                };
+                let id = l.object.get("unique_id").and_then(|v| v.as_str()).map_or(fallback_id, str::to_string);
+                Example { id, question: l.string(path, "problem")?, gold, solution }
+            }
+            DataFormat::Prompts => {
+                let id = l.object.get("id").and_then(|v| v.as_str()).map_or(fallback_id, str::to_string);
+                let gold = match l.object.get(fmt.gold_field) {
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    _ => l.string(path, fmt.gold_field)?,
+                };
+                Example { id, question: l.string(path, fmt.prompt_field)?, gold, solution: None }
+            }
+            DataFormat::Pairs => {
+                return Err(user_error(format!(
+                    "{}: data.format = \"pairs\" holds preference pairs, not questions",
+                    path.display()
+                )));
+            }
+        };
+        out.push(ex);
+    }
+    if out.is_empty() {
+        return Err(user_error(format!("{}: no questions", path.display())));
+    }
+    check_unique_ids(&out, path)?;
+    Ok(select(out, limit, shuffle_seed))
+}
+
+/// Removes GSM8K's calculator annotations: `48/2 = <<48/2=24>>24` → `48/2 = 24`.
+pub fn clean_gsm8k_solution(answer: &str) -> String {
+    let mut out = String::with_capacity(answer.len());
+    let mut rest = answer;
+    while let Some(start) = rest.find("<<") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find(">>") {
+            Some(end) => rest = &rest[start + end + 2..],
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn check_unique_ids(examples: &[Example], path: &Path) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for e in examples {
+        if !seen.insert(e.id.as_str()) {
+            return Err(user_error(format!("{}: two questions have the id `{}`", path.display(), e.id)));
+        }
+    }
+    Ok(())
+}
+
+/// Seeded Fisher–Yates shuffle (when `seed` ≠ 0), then the first `limit`.
+pub fn select<T>(mut items: Vec<T>, limit: Limit, seed: u64) -> Vec<T> {
+    if seed != 0 {
+        let mut rng = Rng::derived(seed, &[crate::rng::hash_str("shuffle")]);
+        for i in (1..items.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+    if let Limit::First(n) = limit {
+        items.truncate(n);
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calculator_annotations_are_removed() {
+        assert_eq!(clean_gsm8k_solution("48/2 = <<48/2=24>>24 clips.\n#### 72"), "48/2 = 24 clips.\n#### 72");
+    }
+
+    #[test]
+    fn selection_is_seeded_and_limited() {
+        let a = select((0..10).collect::<Vec<_>>(), Limit::First(4), 5);
+        let b = select((0..10).collect::<Vec<_>>(), Limit::First(4), 5);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 4);
+        assert_eq!(select((0..10).collect::<Vec<_>>(), Limit::First(3), 0), vec![0, 1, 2]);
+    }
+}
