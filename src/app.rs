@@ -3,20 +3,20 @@
 use anyhow::{Result, bail};
 
 use crate::cli::{CheckArgs, Cli, Command, RecipeCmdArgs, RunArgs};
-use crate::hookset::HookSet;
 use crate::recipe::{self, RecipeInput};
+use crate::run::Until;
 use crate::script::run_check;
 
 /// Runs the command the user asked for.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => pipeline(&cli.run),
+        None => crate::run::run(&cli.run, Until::All),
         Some(Command::Check(args)) => check(&args),
         Some(Command::Recipe(args)) => show_recipe(&args),
-        Some(Command::Sample(_)) => not_yet("sample"),
+        Some(Command::Sample(args)) => crate::run::run(&args, Until::Sample),
         Some(Command::Grade(args)) => crate::grade::run(&args),
-        Some(Command::Pairs(_)) => not_yet("pairs"),
-        Some(Command::Train(_)) => not_yet("train"),
+        Some(Command::Pairs(args)) => crate::run::run(&args, Until::Pairs),
+        Some(Command::Train(args)) => crate::run::run(&args, Until::Train),
         Some(Command::Eval(_)) => not_yet("eval"),
         Some(Command::Score(args)) => crate::score::run(&args),
         Some(Command::Generate(args)) => crate::generation::run(&args),
@@ -37,16 +37,6 @@ pub fn recipe_input(args: &RunArgs) -> RecipeInput {
         script: args.script.clone(),
         out: args.out.clone(),
     }
-}
-
-fn pipeline(args: &RunArgs) -> Result<()> {
-    let layered = recipe::load(&recipe_input(args))?;
-    let recipe = layered.resolve()?;
-    let hooks = HookSet::load(&recipe)?;
-    for (kind, source) in hooks.describe() {
-        tracing::info!("hook {}: {source}", kind.signature());
-    }
-    bail!("the pipeline stages (sample, grade, weigh, pair, train, eval) are not implemented yet")
 }
 
 fn check(args: &CheckArgs) -> Result<()> {

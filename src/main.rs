@@ -6,6 +6,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    trainer::threads::init();
     let cli = trainer::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -55,7 +55,7 @@ pub enum Finish {
 pub struct Generation {
     /// New tokens, the EOS token included when generation ended on it.
     pub token_ids: Vec<u32>,
-    /// Their text (cut before a stop string when one was hit).
+    /// Their text, without the EOS token and cut before a stop string when one was hit.
     pub text: String,
     pub finish: Finish,
 }
@@ -169,7 +169,8 @@ fn finished(
     last: bool,
 ) -> Result<Option<(Finish, String)>> {
     if tok.eos_ids().contains(&token) {
-        return Ok(Some((Finish::Eos, tok.decode(&row.tokens)?)));
+        let body = &row.tokens[..row.tokens.len() - 1];
+        return Ok(Some((Finish::Eos, tok.decode(body)?)));
     }
     if !params.stop.is_empty() || last {
         let text = tok.decode(&row.tokens)?;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -24,6 +25,7 @@ pub struct LoadedModel {
 
 /// Loads a model folder or `.gguf` file; `tokenizer` overrides the model's own tokenizer.
 pub fn load_model(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
+    crate::threads::init();
     if path.is_dir() {
         load_hf(path, tokenizer)
     } else if path.is_file() {
@@ -87,9 +89,10 @@ fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
 }
 
 /// Reads a GGUF file's header (metadata and tensor table).
-pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, File)> {
+pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
     let origin = path.display().to_string();
-    let mut file = File::open(path).map_err(|e| user_error(format!("model {origin}: {e}")))?;
+    let file = File::open(path).map_err(|e| user_error(format!("model {origin}: {e}")))?;
+    let mut file = BufReader::with_capacity(1 << 20, file);
     let content = gguf_file::Content::read(&mut file).map_err(|e| {
         user_error(format!(
             "model {origin}: not a readable GGUF file: {}",
@@ -105,7 +108,7 @@ pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, File)> {
         })
         .max()
         .unwrap_or(content.tensor_data_offset);
-    let have = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let have = file.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
     if have < needed {
         return Err(user_error(format!(
             "model {origin}: the file is truncated ({have} bytes; its tensor table needs {needed})"

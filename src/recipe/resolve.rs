@@ -186,6 +186,11 @@ fn run(ctx: &Ctx, r: &RawRun) -> Result<RunSpec> {
         } else {
             OutDir::Dir(PathBuf::from(&r.out))
         },
+        cache: if r.cache.trim().is_empty() {
+            return Err(ctx.bad("run.cache", "must name a folder"));
+        } else {
+            PathBuf::from(&r.cache)
+        },
     })
 }
 

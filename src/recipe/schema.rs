@@ -30,6 +30,7 @@ pub struct RawRun {
     pub seed: u64,
     pub script: String,
     pub out: String,
+    pub cache: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

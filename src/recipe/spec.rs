@@ -26,6 +26,8 @@ pub struct RunSpec {
     pub seed: u64,
     pub script: ScriptChoice,
     pub out: OutDir,
+    /// Folder of the content-keyed caches.
+    pub cache: PathBuf,
 }
 
 /// The experiment script passed with `--script` (or `run.script`).

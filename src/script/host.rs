@@ -27,6 +27,7 @@ pub struct FnInfo {
 
 struct Unit {
     file: String,
+    text: String,
     functions: Vec<FnInfo>,
 }
 
@@ -37,6 +38,7 @@ pub struct ScriptHost {
     roots: Arc<ImportRoots>,
     plugins: PluginDir,
     units: Vec<Unit>,
+    imported: Arc<Mutex<Vec<(String, String)>>>,
     calls: Mutex<HashMap<(UnitId, String), Arc<AST>>>,
 }
 
@@ -59,7 +61,8 @@ impl ScriptHost {
         engine.on_debug(|text, source, pos| {
             tracing::debug!(target: "script", "{}:{pos}: {text}", source.unwrap_or("script"))
         });
-        engine.set_module_resolver(ScopedResolver::new(plugins.clone(), roots.clone()));
+        let imported = Arc::new(Mutex::new(Vec::new()));
+        engine.set_module_resolver(ScopedResolver::new(plugins.clone(), roots.clone(), imported.clone()));
         api::register(&mut engine);
         Self {
             engine,
@@ -67,6 +70,7 @@ impl ScriptHost {
             roots,
             plugins,
             units: Vec::new(),
+            imported,
             calls: Mutex::new(HashMap::new()),
         }
     }
@@ -137,6 +141,7 @@ impl ScriptHost {
             .register_static_module(module_name(id), module.into());
         self.units.push(Unit {
             file: name,
+            text: text.to_string(),
             functions,
         });
         Ok(id)
@@ -145,6 +150,15 @@ impl ScriptHost {
     /// The file name a unit was compiled from, as used in messages.
     pub fn file(&self, unit: UnitId) -> &str {
         &self.units[unit.0].file
+    }
+
+    /// Every script this host compiled or imported: (name, source text), deduplicated by name.
+    pub fn sources(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self.units.iter().map(|u| (u.file.clone(), u.text.clone())).collect();
+        out.extend(self.imported.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|(name, _)| seen.insert(name.clone()));
+        out
     }
 
     /// The functions a unit defines, in source order.
@@ -184,7 +198,7 @@ impl ScriptHost {
 }
 
 /// `path` relative to the working folder when it lies below it.
-fn display_path(path: &Path) -> String {
+pub(crate) fn display_path(path: &Path) -> String {
     std::env::current_dir()
         .ok()
         .and_then(|cwd| path.strip_prefix(cwd).ok())

@@ -71,14 +71,17 @@ pub struct ScopedResolver {
     pub plugins: PluginDir,
     pub roots: Arc<ImportRoots>,
     cache: Mutex<HashMap<String, SharedModule>>,
+    /// Every module imported so far: (name, source text), shared with the host.
+    pub imported: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl ScopedResolver {
-    pub fn new(plugins: PluginDir, roots: Arc<ImportRoots>) -> Self {
+    pub fn new(plugins: PluginDir, roots: Arc<ImportRoots>, imported: Arc<Mutex<Vec<(String, String)>>>) -> Self {
         Self {
             plugins,
             roots,
             cache: Mutex::new(HashMap::new()),
+            imported,
         }
     }
 
@@ -133,7 +136,7 @@ impl ScopedResolver {
         let text = std::fs::read_to_string(&canon)
             .map_err(|e| format!("import \"{path}\": cannot read {}: {e}", canon.display()))?;
         Ok(ModuleSource {
-            name: canon.display().to_string(),
+            name: super::host::display_path(&canon),
             text,
         })
     }
@@ -205,6 +208,10 @@ impl ModuleResolver for ScopedResolver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(cache_key, module.clone());
+        self.imported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((found.name.clone(), found.text.clone()));
         Ok(module)
     }
 }

@@ -1,9 +1,15 @@
-//! Training: the optimizer, gradient clipping, and (with the pipeline) the loop and checkpoints.
+//! Training: the loop, the optimizer, gradient clipping, the schedule and checkpoints.
 
+mod checkpoint;
 mod clip;
 mod optim;
+mod schedule;
 mod step;
+mod trainer;
 
+pub use checkpoint::save_checkpoint;
 pub use clip::{clip_scale, grad_norm};
 pub use optim::{AdamW, AdamWConfig, Moments};
+pub use schedule::LrSchedule;
 pub use step::{StepBatch, StepOutput, forward_backward};
+pub use trainer::{StepMetrics, TrainOutputs, TrainPair, Trainer, plan_steps};

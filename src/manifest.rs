@@ -1,0 +1,102 @@
+//! Content hashes and the run manifest: what a run read (recipe, scripts, model, data), with the
+//! binary version and seed, so a run can be compared and reproduced.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Hex sha256 of bytes.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// Hex sha256 of a file, or of a folder (every file's relative name and hash, sorted).
+pub fn sha256_path(path: &Path) -> Result<String> {
+    if path.is_file() {
+        return sha256_file(path);
+    }
+    let mut entries = Vec::new();
+    collect_files(path, path, &mut entries)?;
+    entries.sort();
+    let mut h = Sha256::new();
+    for (rel, file) in entries {
+        h.update(rel.as_bytes());
+        h.update([0]);
+        h.update(sha256_file(&file)?.as_bytes());
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, std::path::PathBuf)>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let p = entry?.path();
+        if p.is_dir() {
+            collect_files(root, &p, out)?;
+        } else {
+            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+            out.push((rel, p));
+        }
+    }
+    Ok(())
+}
+
+/// A file the run read, with its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub trainer_version: String,
+    pub recipe_sha256: String,
+    pub seed: u64,
+    pub scripts: BTreeMap<String, String>,
+    pub model: Input,
+    pub data: BTreeMap<String, Input>,
+    /// The content key of the sample cache this run used.
+    pub sample_cache_key: Option<String>,
+}
+
+/// The version string recorded in manifests.
+pub fn trainer_version() -> String {
+    format!("trainer {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}

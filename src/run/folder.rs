@@ -1,0 +1,82 @@
+//! The run folder: its name, the recipe and scripts copied into it, and plain JSONL outputs
+//! written atomically.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::manifest::write_atomic;
+use crate::recipe::{OutDir, RunSpec};
+
+/// UTC `YYYYmmdd-HHMMSS` of now.
+pub fn timestamp() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The run folder for `run` (created).
+pub fn create_run_dir(run: &RunSpec) -> Result<PathBuf> {
+    let dir = match &run.out {
+        OutDir::Dir(d) => d.clone(),
+        OutDir::Timestamped => PathBuf::from("runs").join(format!("{}-{}", run.name, timestamp())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating the run folder {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes `items` as plain JSONL, atomically.
+pub fn write_jsonl<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    let mut buf = Vec::new();
+    for item in items {
+        serde_json::to_writer(&mut buf, item)?;
+        buf.write_all(b"\n")?;
+    }
+    write_atomic(path, &buf)
+}
+
+/// Copies every script a run used into `dir/scripts/`, flattening paths (`plugins/loss/dpo.rhai`
+/// → `plugins__loss__dpo.rhai`).
+pub fn copy_scripts(dir: &Path, sources: &[(String, String)]) -> Result<()> {
+    let scripts = dir.join("scripts");
+    std::fs::create_dir_all(&scripts)?;
+    for (name, text) in sources {
+        let flat: String = name
+            .trim_start_matches('/')
+            .replace(['/', '\\'], "__")
+            .chars()
+            .filter(|c| !matches!(c, ':' | '*' | '?'))
+            .collect();
+        write_atomic(&scripts.join(flat), text.as_bytes())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_are_right() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(20_781), (2026, 11, 24));
+    }
+}

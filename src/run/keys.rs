@@ -1,0 +1,92 @@
+//! Content keys of the caches: a sample set is identified by what determines it (model and data
+//! hashes, prompt format, sampling settings, seed, trainer version), never by when it was made.
+
+use serde::Serialize;
+
+use crate::manifest::{sha256_bytes, trainer_version};
+use crate::model::ChatTemplate;
+use crate::recipe::{DataSpec, SampleSpec};
+
+#[derive(Serialize)]
+struct PromptKey<'a> {
+    template: String,
+    instruction: &'a str,
+}
+
+fn prompt_key<'a>(template: &ChatTemplate, instruction: &'a str) -> PromptKey<'a> {
+    PromptKey { template: format!("{template:?}"), instruction }
+}
+
+fn data_key(data: &DataSpec) -> String {
+    format!("{:?}|{}|{}|{:?}|{}", data.format, data.prompt_field, data.gold_field, data.limit, data.shuffle_seed)
+}
+
+/// The key of the training samples.
+pub fn sample_key(model_sha: &str, data_sha: &str, data: &DataSpec, template: &ChatTemplate, spec: &SampleSpec) -> String {
+    #[derive(Serialize)]
+    struct Key<'a> {
+        kind: &'static str,
+        version: String,
+        model: &'a str,
+        data: &'a str,
+        selection: String,
+        prompt: PromptKey<'a>,
+        n: usize,
+        temperature: f64,
+        top_p: f64,
+        top_k: usize,
+        max_new_tokens: usize,
+        batch_size: usize,
+        seed: u64,
+        stop: &'a [String],
+    }
+    let key = Key {
+        kind: "samples",
+        version: trainer_version(),
+        model: model_sha,
+        data: data_sha,
+        selection: data_key(data),
+        prompt: prompt_key(template, &data.instruction),
+        n: spec.n,
+        temperature: spec.temperature,
+        top_p: spec.top_p,
+        top_k: spec.top_k,
+        max_new_tokens: spec.max_new_tokens,
+        batch_size: spec.batch_size,
+        seed: spec.seed,
+        stop: &spec.stop,
+    };
+    short(&key)
+}
+
+/// The key of the initial model's greedy answers to the eval questions.
+pub fn eval_key(model_sha: &str, eval_sha: &str, selection: &str, template: &ChatTemplate, instruction: &str, max_new_tokens: usize, batch_size: usize, stop: &[String]) -> String {
+    #[derive(Serialize)]
+    struct Key<'a> {
+        kind: &'static str,
+        version: String,
+        model: &'a str,
+        data: &'a str,
+        selection: &'a str,
+        prompt: PromptKey<'a>,
+        max_new_tokens: usize,
+        batch_size: usize,
+        stop: &'a [String],
+    }
+    short(&Key {
+        kind: "eval",
+        version: trainer_version(),
+        model: model_sha,
+        data: eval_sha,
+        selection,
+        prompt: prompt_key(template, instruction),
+        max_new_tokens,
+        batch_size,
+        stop,
+    })
+}
+
+fn short<T: Serialize>(key: &T) -> String {
+    let json = serde_json::to_string(key).unwrap_or_default();
+    sha256_bytes(json.as_bytes())[..24].to_string()
+}

@@ -1,0 +1,116 @@
+//! The end of a run: plots of the training curves and accuracies, `summary.json`, and the
+//! one-screen summary printed to stdout.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::eval::EvalResult;
+use crate::pair::PairSkips;
+use crate::plot::{Bar, Series, bar_chart, histogram, line_chart};
+use crate::train::StepMetrics;
+
+/// What a run did, as written to `summary.json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub run_dir: String,
+    pub questions: usize,
+    pub samples: usize,
+    pub sample_accuracy: f64,
+    pub pairs: usize,
+    pub skipped: PairSkips,
+    pub weight_mean: f64,
+    pub steps: usize,
+    pub first_loss: Option<f64>,
+    pub last_loss: Option<f64>,
+    pub last_margin: Option<f64>,
+    pub last_reward_accuracy: Option<f64>,
+    pub eval_before: Option<EvalResult>,
+    pub eval_after: Option<EvalResult>,
+    /// (stage, seconds).
+    pub timings: Vec<(String, f64)>,
+    pub total_seconds: f64,
+}
+
+/// Writes the PNG plots of a run into `dir`.
+pub fn write_plots(dir: &Path, metrics: &[StepMetrics], weights: &[f64], before: Option<&EvalResult>, after: Option<&EvalResult>) -> Result<()> {
+    let curve = |label: &str, f: fn(&StepMetrics) -> f64| Series {
+        label: label.to_string(),
+        points: metrics.iter().map(|m| (m.step as f64, f(m))).collect(),
+    };
+    if !metrics.is_empty() {
+        line_chart("training loss", "optimizer step", "loss", &[curve("loss", |m| m.loss)]).save_png(&dir.join("loss.png"))?;
+        line_chart(
+            "rewards (beta x log-ratio to the reference)",
+            "optimizer step",
+            "reward",
+            &[curve("margin", |m| m.margin), curve("chosen", |m| m.chosen_reward), curve("rejected", |m| m.rejected_reward)],
+        )
+        .save_png(&dir.join("margin.png"))?;
+        line_chart("reward accuracy (margin > 0)", "optimizer step", "fraction of pairs", &[curve("reward accuracy", |m| m.reward_accuracy)])
+            .save_png(&dir.join("reward_accuracy.png"))?;
+    }
+    if !weights.is_empty() {
+        histogram("question weights", "weight", weights, 20).save_png(&dir.join("weights.png"))?;
+    }
+    let bars: Vec<Bar> = [("before", before), ("after", after)]
+        .into_iter()
+        .filter_map(|(label, r)| r.map(|r| Bar { label: label.into(), value: 100.0 * r.accuracy, error: 0.0 }))
+        .collect();
+    if !bars.is_empty() {
+        bar_chart("eval accuracy", "accuracy (%)", &bars).save_png(&dir.join("accuracy.png"))?;
+    }
+    Ok(())
+}
+
+fn pct(r: &EvalResult) -> String {
+    format!("{:.1}% ({}/{}, {} invalid)", 100.0 * r.accuracy, r.correct, r.total, r.invalid)
+}
+
+/// The summary as printed at the end of a run.
+pub fn render(s: &RunSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "run folder   {}", s.run_dir);
+    if s.questions > 0 {
+        let _ = writeln!(
+            out,
+            "samples      {} questions x {} = {} samples, {:.1}% correct",
+            s.questions,
+            s.samples / s.questions.max(1),
+            s.samples,
+            100.0 * s.sample_accuracy
+        );
+    }
+    let sk = &s.skipped;
+    let _ = writeln!(
+        out,
+        "pairs        {} (skipped: {} with no wrong sample, {} with nothing to choose, {} by the pair hook); mean weight {:.3}",
+        s.pairs, sk.no_wrong_sample, sk.no_chosen, sk.by_hook, s.weight_mean
+    );
+    if let (Some(a), Some(b)) = (s.first_loss, s.last_loss) {
+        let _ = writeln!(
+            out,
+            "training     {} steps, loss {a:.4} -> {b:.4}, margin {:.3}, reward accuracy {:.2}",
+            s.steps,
+            s.last_margin.unwrap_or(0.0),
+            s.last_reward_accuracy.unwrap_or(0.0)
+        );
+    }
+    match (&s.eval_before, &s.eval_after) {
+        (Some(b), Some(a)) => {
+            let _ = writeln!(out, "accuracy     {} -> {}", pct(b), pct(a));
+        }
+        (Some(b), None) => {
+            let _ = writeln!(out, "accuracy     {} (before)", pct(b));
+        }
+        (None, Some(a)) => {
+            let _ = writeln!(out, "accuracy     {} (after)", pct(a));
+        }
+        (None, None) => {}
+    }
+    let times: Vec<String> = s.timings.iter().map(|(k, v)| format!("{k} {v:.0}s")).collect();
+    let _ = writeln!(out, "time         {:.0}s ({})", s.total_seconds, times.join(", "));
+    out
+}

@@ -1,0 +1,192 @@
+//! The training loop: epochs of seeded-shuffled pairs, micro-batches with gradient accumulation,
+//! clipping, the learning-rate schedule, AdamW, per-step metrics and checkpoints.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::save_checkpoint;
+use super::schedule::LrSchedule;
+use super::{AdamW, AdamWConfig, StepBatch, clip_scale, forward_backward, grad_norm};
+use crate::batch::TokenPair;
+use crate::error::user_error;
+use crate::jsonl_log::JsonlLog;
+use crate::model::LoadedModel;
+use crate::recipe::{Limit, LossSpec, TrainSpec};
+use crate::rng::{self, Rng};
+use crate::script::{HookRef, ScriptHost};
+
+/// A pair ready for training.
+#[derive(Debug, Clone)]
+pub struct TrainPair {
+    pub id: String,
+    pub tokens: TokenPair,
+    pub ref_chosen: f64,
+    pub ref_rejected: f64,
+    pub weight: f64,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    /// Mean of `chosen_reward − rejected_reward`.
+    pub margin: f64,
+    /// Mean of `β·(log π(y_w) − log π_ref(y_w))`.
+    pub chosen_reward: f64,
+    pub rejected_reward: f64,
+    /// Fraction of pairs with a positive margin.
+    pub reward_accuracy: f64,
+    pub weight_mean: f64,
+    pub grad_norm: f64,
+    pub lr: f64,
+    pub tokens_per_s: f64,
+}
+
+/// Where the loop writes.
+pub struct TrainOutputs {
+    pub metrics: PathBuf,
+    pub checkpoints: PathBuf,
+    pub final_dir: PathBuf,
+}
+
+/// Everything the loop uses.
+pub struct Trainer<'a> {
+    pub model: &'a LoadedModel,
+    pub host: &'a ScriptHost,
+    pub hook: HookRef,
+    pub loss: &'a LossSpec,
+    pub spec: &'a TrainSpec,
+    pub seed: u64,
+}
+
+/// The optimizer steps: each a list of micro-batches, each a list of pair indices.
+pub fn plan_steps(n: usize, spec: &TrainSpec, seed: u64) -> Vec<(usize, Vec<Vec<usize>>)> {
+    let mut steps = Vec::new();
+    for epoch in 0..spec.epochs {
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng = Rng::derived(seed, &[rng::hash_str("train"), epoch as u64]);
+        for i in (1..order.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        let micro: Vec<Vec<usize>> = order.chunks(spec.batch_size).map(<[usize]>::to_vec).collect();
+        for group in micro.chunks(spec.grad_accum) {
+            steps.push((epoch, group.to_vec()));
+        }
+    }
+    if let Limit::First(max) = spec.max_steps {
+        steps.truncate(max);
+    }
+    steps
+}
+
+fn add_grads(acc: &mut [Option<Tensor>], new: Vec<Option<Tensor>>) -> Result<()> {
+    for (slot, g) in acc.iter_mut().zip(new) {
+        if let Some(g) = g {
+            *slot = Some(match slot.take() {
+                Some(a) => (a + g)?,
+                None => g,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Trainer<'_> {
+    /// Trains on `pairs`; returns the metrics of every step.
+    pub fn run(&self, pairs: &[TrainPair], out: &TrainOutputs) -> Result<Vec<StepMetrics>> {
+        let steps = plan_steps(pairs.len(), self.spec, self.seed);
+        let schedule = LrSchedule::new(self.spec.lr, self.spec.warmup_ratio, steps.len(), self.spec.schedule);
+        let vars: Vec<_> = self.model.policy.vars().into_iter().map(|(_, v)| v).collect();
+        let config = AdamWConfig {
+            beta1: self.spec.betas.0,
+            beta2: self.spec.betas.1,
+            eps: self.spec.adam_eps,
+            weight_decay: self.spec.weight_decay,
+        };
+        let mut opt = AdamW::new(vars, config)?;
+        let (_, mut log) = JsonlLog::open_plain::<StepMetrics>(&out.metrics)?;
+        let bar = crate::progress::bar(steps.len() as u64, "train");
+        let mut metrics = Vec::with_capacity(steps.len());
+        for (step, (epoch, micro)) in steps.iter().enumerate() {
+            let m = self.step(pairs, &mut opt, &schedule, step, *epoch, micro)?;
+            bar.set_message(format!("loss {:.4} margin {:.3}", m.loss, m.margin));
+            bar.inc(1);
+            log.append(&m)?;
+            log.flush()?;
+            metrics.push(m);
+            let every = self.spec.checkpoint_every;
+            if every > 0 && (step + 1) % every == 0 && step + 1 < steps.len() {
+                save_checkpoint(self.model, &out.checkpoints.join(format!("step-{:06}", step + 1)))?;
+            }
+        }
+        bar.finish_and_clear();
+        save_checkpoint(self.model, &out.final_dir)?;
+        Ok(metrics)
+    }
+
+    fn step(
+        &self,
+        pairs: &[TrainPair],
+        opt: &mut AdamW,
+        schedule: &LrSchedule,
+        step: usize,
+        epoch: usize,
+        micro: &[Vec<usize>],
+    ) -> Result<StepMetrics> {
+        let started = Instant::now();
+        let mut grads: Vec<Option<Tensor>> = vec![None; opt.vars().len()];
+        let (mut loss, mut tokens) = (0.0, 0usize);
+        let (mut chosen_r, mut rejected_r, mut wins, mut weight_sum, mut count) = (0.0, 0.0, 0usize, 0.0, 0usize);
+        let beta = self.loss.beta;
+        for batch in micro {
+            let members: Vec<&TrainPair> = batch.iter().map(|&i| &pairs[i]).collect();
+            let tok: Vec<TokenPair> = members.iter().map(|p| p.tokens.clone()).collect();
+            let rc: Vec<f64> = members.iter().map(|p| p.ref_chosen).collect();
+            let rr: Vec<f64> = members.iter().map(|p| p.ref_rejected).collect();
+            let w: Vec<f64> = members.iter().map(|p| p.weight).collect();
+            let sb = StepBatch { pairs: &tok, ref_chosen: &rc, ref_rejected: &rr, weights: &w };
+            let ids = || members.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
+            let out = forward_backward(&self.model.policy, self.model.tokenizer.pad_id(), self.host, self.hook, self.loss, &sb, 1.0 / micro.len() as f64)
+                .with_context(|| format!("training step {} (pairs {})", step + 1, ids()))?;
+            loss += out.loss / micro.len() as f64;
+            add_grads(&mut grads, out.grads)?;
+            for (i, p) in members.iter().enumerate() {
+                let c = beta * (out.chosen_logps[i] - p.ref_chosen);
+                let r = beta * (out.rejected_logps[i] - p.ref_rejected);
+                chosen_r += c;
+                rejected_r += r;
+                wins += usize::from(c > r);
+                weight_sum += p.weight;
+                count += 1;
+                tokens += p.tokens.prompt.len() * 2 + p.tokens.chosen.len() + p.tokens.rejected.len();
+            }
+        }
+        let norm = grad_norm(&grads)?;
+        if !norm.is_finite() {
+            return Err(user_error(format!("training step {}: the gradient norm is {norm}", step + 1)));
+        }
+        let lr = schedule.lr(step);
+        opt.step(&grads, lr, clip_scale(norm, self.spec.max_grad_norm))?;
+        let n = count.max(1) as f64;
+        Ok(StepMetrics {
+            step: step + 1,
+            epoch,
+            loss,
+            margin: (chosen_r - rejected_r) / n,
+            chosen_reward: chosen_r / n,
+            rejected_reward: rejected_r / n,
+            reward_accuracy: wins as f64 / n,
+            weight_mean: weight_sum / n,
+            grad_norm: norm,
+            lr,
+            tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(),
+        })
+    }
+}
