@@ -53,7 +53,13 @@ struct Generated {
 
 /// Greedy answers to every question, in order; with `cache`, finished batches are kept there and
 /// reused.
-pub fn eval_generations(model: &LoadedModel, setup: &EvalSetup, examples: &[Example], cache: Option<&Path>, label: &str) -> Result<Vec<String>> {
+pub fn eval_generations(
+    model: &LoadedModel,
+    setup: &EvalSetup,
+    examples: &[Example],
+    cache: Option<&Path>,
+    label: &str,
+) -> Result<Vec<String>> {
     let (old, mut log) = match cache {
         Some(path) => {
             let (old, log) = JsonlLog::open::<Generated>(path)?;
@@ -62,7 +68,10 @@ pub fn eval_generations(model: &LoadedModel, setup: &EvalSetup, examples: &[Exam
         None => (Vec::new(), None),
     };
     let mut have: HashMap<String, String> = old.into_iter().map(|g| (g.id, g.response)).collect();
-    let params = SamplingParams { stop: setup.stop.to_vec(), ..SamplingParams::greedy(setup.max_new_tokens) };
+    let params = SamplingParams {
+        stop: setup.stop.to_vec(),
+        ..SamplingParams::greedy(setup.max_new_tokens)
+    };
     let weights = model.policy.frozen();
     let bar = progress::bar(examples.len() as u64, label);
     for chunk in examples.chunks(setup.batch_size) {
@@ -73,14 +82,28 @@ pub fn eval_generations(model: &LoadedModel, setup: &EvalSetup, examples: &[Exam
         let reqs = chunk
             .iter()
             .map(|ex| {
-                let prompt = setup.template.prompt(&user_text(&ex.question, setup.instruction));
-                Ok(GenRequest { prompt_ids: model.tokenizer.encode(&prompt)?, seed: 0 })
+                let prompt = setup
+                    .template
+                    .prompt(&user_text(&ex.question, setup.instruction));
+                Ok(GenRequest {
+                    prompt_ids: model.tokenizer.encode(&prompt)?,
+                    seed: 0,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        let outs = generate(&model.policy.config, &weights, &model.tokenizer, &reqs, &params)?;
+        let outs = generate(
+            &model.policy.config,
+            &weights,
+            &model.tokenizer,
+            &reqs,
+            &params,
+        )?;
         for (ex, g) in chunk.iter().zip(outs) {
             if let Some(log) = log.as_mut() {
-                log.append(&Generated { id: ex.id.clone(), response: g.text.clone() })?;
+                log.append(&Generated {
+                    id: ex.id.clone(),
+                    response: g.text.clone(),
+                })?;
             }
             have.insert(ex.id.clone(), g.text);
         }
@@ -90,17 +113,31 @@ pub fn eval_generations(model: &LoadedModel, setup: &EvalSetup, examples: &[Exam
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    Ok(examples.iter().map(|ex| have.remove(&ex.id).unwrap_or_default()).collect())
+    Ok(examples
+        .iter()
+        .map(|ex| have.remove(&ex.id).unwrap_or_default())
+        .collect())
 }
 
 /// Grades the answers.
-pub fn grade_eval(host: &ScriptHost, hook: HookRef, examples: &[Example], responses: &[String], seconds: f64) -> Result<(EvalResult, Vec<EvalRecord>)> {
+pub fn grade_eval(
+    host: &ScriptHost,
+    hook: HookRef,
+    examples: &[Example],
+    responses: &[String],
+    seconds: f64,
+) -> Result<(EvalResult, Vec<EvalRecord>)> {
     let mut summary = GradeSummary::default();
     let mut records = Vec::with_capacity(examples.len());
     for (ex, response) in examples.iter().zip(responses) {
         let g = host.call_grade(hook, response, ex)?;
         summary.add(g.verdict);
-        records.push(EvalRecord { id: ex.id.clone(), response: response.clone(), verdict: g.verdict, answer: g.answer });
+        records.push(EvalRecord {
+            id: ex.id.clone(),
+            response: response.clone(),
+            verdict: g.verdict,
+            answer: g.answer,
+        });
     }
     let result = EvalResult {
         accuracy: summary.accuracy,
@@ -124,5 +161,11 @@ pub fn evaluate(
 ) -> Result<(EvalResult, Vec<EvalRecord>)> {
     let started = Instant::now();
     let responses = eval_generations(model, setup, examples, cache, label)?;
-    grade_eval(grader.0, grader.1, examples, &responses, started.elapsed().as_secs_f64())
+    grade_eval(
+        grader.0,
+        grader.1,
+        examples,
+        &responses,
+        started.elapsed().as_secs_f64(),
+    )
 }

@@ -26,7 +26,10 @@ fn checksum(content: &str) -> String {
 /// `{"sum":"…","rec":{…}}`: the record with its checksum.
 fn encode<T: Serialize>(record: &T) -> Result<String> {
     let rec = serde_json::to_string(record)?;
-    Ok(format!("{{\"sum\":\"{}\",\"rec\":{rec}}}\n", checksum(&rec)))
+    Ok(format!(
+        "{{\"sum\":\"{}\",\"rec\":{rec}}}\n",
+        checksum(&rec)
+    ))
 }
 
 fn decode<T: DeserializeOwned>(line: &str) -> Option<T> {
@@ -59,18 +62,32 @@ impl JsonlLog {
         let mut records = Vec::new();
         let mut keep = 0u64;
         if path.exists() {
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let mut offset = 0usize;
             for line in bytes.split_inclusive(|&b| b == b'\n') {
-                let Some(text) = std::str::from_utf8(line).ok().and_then(|t| t.strip_suffix('\n')) else { break };
-                let rec = if plain { serde_json::from_str(text).ok() } else { decode(text) };
+                let Some(text) = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|t| t.strip_suffix('\n'))
+                else {
+                    break;
+                };
+                let rec = if plain {
+                    serde_json::from_str(text).ok()
+                } else {
+                    decode(text)
+                };
                 let Some(rec) = rec else { break };
                 records.push(rec);
                 offset += line.len();
             }
             keep = offset as u64;
             if keep < bytes.len() as u64 {
-                tracing::warn!("{}: cut {} bytes of torn or corrupt tail", path.display(), bytes.len() as u64 - keep);
+                tracing::warn!(
+                    "{}: cut {} bytes of torn or corrupt tail",
+                    path.display(),
+                    bytes.len() as u64 - keep
+                );
             }
         }
         let mut file = OpenOptions::new()
@@ -82,19 +99,35 @@ impl JsonlLog {
             .with_context(|| format!("opening {}", path.display()))?;
         file.set_len(keep)?;
         file.seek(SeekFrom::Start(keep))?;
-        Ok((records, JsonlLog { path: path.to_path_buf(), out: BufWriter::new(file), plain }))
+        Ok((
+            records,
+            JsonlLog {
+                path: path.to_path_buf(),
+                out: BufWriter::new(file),
+                plain,
+            },
+        ))
     }
 
     /// Appends one record (buffered until [`flush`](Self::flush)).
     pub fn append<T: Serialize>(&mut self, record: &T) -> Result<()> {
-        let line = if self.plain { format!("{}\n", serde_json::to_string(record)?) } else { encode(record)? };
-        self.out.write_all(line.as_bytes()).with_context(|| format!("writing {}", self.path.display()))
+        let line = if self.plain {
+            format!("{}\n", serde_json::to_string(record)?)
+        } else {
+            encode(record)?
+        };
+        self.out
+            .write_all(line.as_bytes())
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 
     /// Writes buffered records to the file and the disk.
     pub fn flush(&mut self) -> Result<()> {
         self.out.flush()?;
-        self.out.get_ref().sync_data().with_context(|| format!("syncing {}", self.path.display()))
+        self.out
+            .get_ref()
+            .sync_data()
+            .with_context(|| format!("syncing {}", self.path.display()))
     }
 }
 
@@ -103,7 +136,8 @@ pub fn read_log<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text.lines().map_while(decode).collect())
 }
 
@@ -129,7 +163,10 @@ mod tests {
         assert_eq!(old, vec![vec![1], vec![2, 3]]);
         log.append(&vec![4u32]).unwrap();
         log.flush().unwrap();
-        assert_eq!(read_log::<Vec<u32>>(&path).unwrap(), vec![vec![1], vec![2, 3], vec![4]]);
+        assert_eq!(
+            read_log::<Vec<u32>>(&path).unwrap(),
+            vec![vec![1], vec![2, 3], vec![4]]
+        );
     }
 
     #[test]
@@ -139,7 +176,9 @@ mod tests {
         let (_, mut log) = JsonlLog::open::<String>(&path).unwrap();
         log.append(&"hello".to_string()).unwrap();
         log.flush().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap().replace("hello", "hellp");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("hello", "hellp");
         std::fs::write(&path, text).unwrap();
         assert!(read_log::<String>(&path).unwrap().is_empty());
     }

@@ -94,7 +94,9 @@ struct GroupView<'a> {
 /// samples are drawn from a generator seeded by (seed, question id).
 pub fn most_frequent_wrong(group: &Group, gold_fallback: bool) -> Result<PairPick, Skip> {
     let mut rng = Rng::new(group.seed);
-    let correct: Vec<usize> = (0..group.samples.len()).filter(|&i| group.samples[i].1.verdict == Verdict::Correct).collect();
+    let correct: Vec<usize> = (0..group.samples.len())
+        .filter(|&i| group.samples[i].1.verdict == Verdict::Correct)
+        .collect();
     let mut by_answer: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut invalid = Vec::new();
     for (i, (_, g)) in group.samples.iter().enumerate() {
@@ -106,7 +108,11 @@ pub fn most_frequent_wrong(group: &Group, gold_fallback: bool) -> Result<PairPic
     }
     let best = by_answer.values().map(Vec::len).max().unwrap_or(0);
     let tied: Vec<&Vec<usize>> = by_answer.values().filter(|v| v.len() == best).collect();
-    let pool: &[usize] = if tied.is_empty() { &invalid } else { tied[rng.below(tied.len() as u64) as usize] };
+    let pool: &[usize] = if tied.is_empty() {
+        &invalid
+    } else {
+        tied[rng.below(tied.len() as u64) as usize]
+    };
     if pool.is_empty() {
         return Err(Skip::NoWrongSample);
     }
@@ -140,7 +146,13 @@ pub fn hook_pick(host: &ScriptHost, hook: HookRef, group: &Group) -> Result<Opti
         samples: group
             .samples
             .iter()
-            .map(|(c, g)| SampleView { k: c.k, text: &c.text, correct: g.verdict == Verdict::Correct, verdict: g.verdict, answer: &g.answer })
+            .map(|(c, g)| SampleView {
+                k: c.k,
+                text: &c.text,
+                correct: g.verdict == Verdict::Correct,
+                verdict: g.verdict,
+                answer: &g.answer,
+            })
             .collect(),
         stats: group.stats,
         weight: group.weight,
@@ -157,8 +169,14 @@ pub fn pair_seed(seed: u64, id: &str) -> u64 {
 /// Turns a pick into a row.
 pub fn row(group: &Group, pick: PairPick) -> PairRow {
     let text = |p: Picked| match p {
-        Picked::Sample(i) => (group.responses[i].clone(), format!("sample {}", group.samples[i].0.k)),
-        Picked::Gold => (group.gold_response.clone().unwrap_or_default(), "gold".to_string()),
+        Picked::Sample(i) => (
+            group.responses[i].clone(),
+            format!("sample {}", group.samples[i].0.k),
+        ),
+        Picked::Gold => (
+            group.gold_response.clone().unwrap_or_default(),
+            "gold".to_string(),
+        ),
     };
     let (chosen, chosen_from) = text(pick.chosen);
     let (rejected, rejected_from) = text(pick.rejected);
@@ -194,18 +212,33 @@ pub struct PairInputs<'a> {
 }
 
 /// Builds one pair per question (or a skip), with the hook when given, else the built-in rule.
-pub fn build_pairs(inputs: &PairInputs, host: &ScriptHost, hook: Option<HookRef>) -> Result<(Vec<PairRow>, PairSkips)> {
+pub fn build_pairs(
+    inputs: &PairInputs,
+    host: &ScriptHost,
+    hook: Option<HookRef>,
+) -> Result<(Vec<PairRow>, PairSkips)> {
     let mut rows = Vec::new();
     let mut skips = PairSkips::default();
     let mut start = 0;
     for (i, ex) in inputs.examples.iter().enumerate() {
-        let end = start + inputs.completions[start..].iter().take_while(|c| c.example_id == ex.id).count();
+        let end = start
+            + inputs.completions[start..]
+                .iter()
+                .take_while(|c| c.example_id == ex.id)
+                .count();
         let group = Group {
             example: ex,
             prompt: inputs.prompts[i].clone(),
-            samples: inputs.completions[start..end].iter().zip(&inputs.graded[start..end]).collect(),
+            samples: inputs.completions[start..end]
+                .iter()
+                .zip(&inputs.graded[start..end])
+                .collect(),
             responses: inputs.responses[start..end].to_vec(),
-            gold_response: Some(format!("{}{}", ex.solution.as_deref().unwrap_or(&ex.gold), inputs.end_of_turn)),
+            gold_response: Some(format!(
+                "{}{}",
+                ex.solution.as_deref().unwrap_or(&ex.gold),
+                inputs.end_of_turn
+            )),
             stats: &inputs.stats[i],
             weight: inputs.weights[i],
             seed: pair_seed(inputs.seed, &ex.id),

@@ -11,8 +11,15 @@ use crate::progress;
 
 /// Fills `ref_chosen_logps` / `ref_rejected_logps` of every record that lacks them, `batch_size`
 /// pairs per forward.
-pub fn fill_reference(model: &LoadedModel, records: &mut [PairRecord], batch_size: usize, max_length: usize) -> Result<()> {
-    let todo: Vec<usize> = (0..records.len()).filter(|&i| records[i].ref_chosen_logps.is_none()).collect();
+pub fn fill_reference(
+    model: &LoadedModel,
+    records: &mut [PairRecord],
+    batch_size: usize,
+    max_length: usize,
+) -> Result<()> {
+    let todo: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].ref_chosen_logps.is_none())
+        .collect();
     if todo.is_empty() {
         return Ok(());
     }
@@ -23,7 +30,12 @@ pub fn fill_reference(model: &LoadedModel, records: &mut [PairRecord], batch_siz
             .iter()
             .map(|&i| tokenize_pair(&model.tokenizer, &records[i], max_length))
             .collect::<Result<Vec<_>>>()?;
-        let fwd = forward_pairs(&model.policy.config, &weights, &tokens, model.tokenizer.pad_id())?;
+        let fwd = forward_pairs(
+            &model.policy.config,
+            &weights,
+            &tokens,
+            model.tokenizer.pad_id(),
+        )?;
         let c = fwd.chosen_logps.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let r = fwd.rejected_logps.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         for (j, &i) in chunk.iter().enumerate() {

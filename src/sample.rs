@@ -29,12 +29,19 @@ pub struct Completion {
 
 /// The user turn for a question: the question, then the recipe's instruction.
 pub fn user_text(question: &str, instruction: &str) -> String {
-    if instruction.is_empty() { question.to_string() } else { format!("{question}\n\n{instruction}") }
+    if instruction.is_empty() {
+        question.to_string()
+    } else {
+        format!("{question}\n\n{instruction}")
+    }
 }
 
 /// The seed of sample `k` of question `id`.
 pub fn sample_seed(seed: u64, id: &str, k: usize) -> u64 {
-    rng::derive(seed, &[rng::hash_str("sample"), rng::hash_str(id), k as u64])
+    rng::derive(
+        seed,
+        &[rng::hash_str("sample"), rng::hash_str(id), k as u64],
+    )
 }
 
 /// Sampling settings as the generator takes them.
@@ -70,9 +77,16 @@ pub fn run_sampling(
         }
     }
     let total = requests.len();
-    let missing = requests.iter().filter(|(id, k, _)| !have.contains(&(id.clone(), *k))).count();
+    let missing = requests
+        .iter()
+        .filter(|(id, k, _)| !have.contains(&(id.clone(), *k)))
+        .count();
     if missing < total {
-        tracing::info!("sample cache {}: {} of {total} completions already there", cache.display(), total - missing);
+        tracing::info!(
+            "sample cache {}: {} of {total} completions already there",
+            cache.display(),
+            total - missing
+        );
     }
     let bar = progress::bar(total as u64, "sample");
     bar.inc((total - missing) as u64);
@@ -81,26 +95,47 @@ pub fn run_sampling(
     let started = Instant::now();
     let mut new_tokens = 0usize;
     for chunk in requests.chunks(spec.batch_size) {
-        if chunk.iter().all(|(id, k, _)| have.contains(&(id.clone(), *k))) {
+        if chunk
+            .iter()
+            .all(|(id, k, _)| have.contains(&(id.clone(), *k)))
+        {
             continue;
         }
         let reqs: Vec<GenRequest> = chunk
             .iter()
-            .map(|(id, k, ids)| GenRequest { prompt_ids: ids.clone(), seed: sample_seed(spec.seed, id, *k) })
+            .map(|(id, k, ids)| GenRequest {
+                prompt_ids: ids.clone(),
+                seed: sample_seed(spec.seed, id, *k),
+            })
             .collect();
-        let outs = generate(&model.policy.config, &weights, &model.tokenizer, &reqs, &params)?;
+        let outs = generate(
+            &model.policy.config,
+            &weights,
+            &model.tokenizer,
+            &reqs,
+            &params,
+        )?;
         for ((id, k, _), g) in chunk.iter().zip(outs) {
             new_tokens += g.token_ids.len();
             if have.contains(&(id.clone(), *k)) {
                 continue;
             }
-            let c = Completion { example_id: id.clone(), k: *k, text: g.text, token_ids: g.token_ids, finish: g.finish };
+            let c = Completion {
+                example_id: id.clone(),
+                k: *k,
+                text: g.text,
+                token_ids: g.token_ids,
+                finish: g.finish,
+            };
             log.append(&c)?;
             done.push(c);
             bar.inc(1);
         }
         log.flush()?;
-        bar.set_message(format!("{:.1} tok/s", new_tokens as f64 / started.elapsed().as_secs_f64()));
+        bar.set_message(format!(
+            "{:.1} tok/s",
+            new_tokens as f64 / started.elapsed().as_secs_f64()
+        ));
     }
     bar.finish_and_clear();
     if missing > 0 {
@@ -109,7 +144,11 @@ pub fn run_sampling(
             started.elapsed().as_secs_f64()
         );
     }
-    let order: std::collections::HashMap<&str, usize> = examples.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
+    let order: std::collections::HashMap<&str, usize> = examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id.as_str(), i))
+        .collect();
     done.retain(|c| order.contains_key(c.example_id.as_str()) && c.k < spec.n);
     done.sort_by_key(|c| (order[c.example_id.as_str()], c.k));
     Ok(done)

@@ -13,7 +13,9 @@ static INIT: Once = Once::new();
 pub fn init() {
     INIT.call_once(|| {
         if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let n = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             // SAFETY: called before any compute thread starts; every later read of the variable goes
             // through std::env, which serialises access with this write.
             unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };

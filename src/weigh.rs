@@ -26,7 +26,8 @@ pub struct QuestionStats {
 
 /// Statistics of every example, from its graded samples.
 pub fn question_stats(examples: &[Example], graded: &[GradedSample]) -> Vec<QuestionStats> {
-    let mut by_id: std::collections::HashMap<&str, Vec<&GradedSample>> = std::collections::HashMap::new();
+    let mut by_id: std::collections::HashMap<&str, Vec<&GradedSample>> =
+        std::collections::HashMap::new();
     for g in graded {
         by_id.entry(g.example_id.as_str()).or_default().push(g);
     }
@@ -54,12 +55,24 @@ pub fn weight_params(spec: &WeightSpec) -> Vec<(String, HookParam)> {
         ("alpha".to_string(), HookParam::Float(spec.alpha)),
         ("eps".to_string(), HookParam::Float(spec.eps)),
     ];
-    out.extend(spec.params.iter().map(|(k, v)| (k.clone(), HookParam::Float(*v))));
+    out.extend(
+        spec.params
+            .iter()
+            .map(|(k, v)| (k.clone(), HookParam::Float(*v))),
+    );
     out
 }
 
 /// One weight per question.
-pub fn weigh(host: &ScriptHost, hook: HookRef, stats: &[QuestionStats], spec: &WeightSpec) -> Result<Vec<f64>> {
+pub fn weigh(
+    host: &ScriptHost,
+    hook: HookRef,
+    stats: &[QuestionStats],
+    spec: &WeightSpec,
+) -> Result<Vec<f64>> {
     let params = weight_params(spec);
-    stats.iter().map(|s| host.call_weight(hook, s, &params)).collect()
+    stats
+        .iter()
+        .map(|s| host.call_weight(hook, s, &params))
+        .collect()
 }

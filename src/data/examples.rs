@@ -35,9 +35,17 @@ pub struct ExampleFormat<'a> {
 
 /// Reads `path`, then keeps `limit` examples after a seeded shuffle (`shuffle_seed` 0 keeps the
 /// file order).
-pub fn read_examples(path: &Path, fmt: &ExampleFormat, limit: Limit, shuffle_seed: u64) -> Result<Vec<Example>> {
+pub fn read_examples(
+    path: &Path,
+    fmt: &ExampleFormat,
+    limit: Limit,
+    shuffle_seed: u64,
+) -> Result<Vec<Example>> {
     let lines = read_jsonl(path)?;
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut out = Vec::with_capacity(lines.len());
     for l in &lines {
         let fallback_id = format!("{stem}:{}", l.line);
@@ -52,23 +60,49 @@ pub fn read_examples(path: &Path, fmt: &ExampleFormat, limit: Limit, shuffle_see
                 }
             }
             DataFormat::Math => {
-                let solution = l.object.get("solution").and_then(|v| v.as_str()).map(str::to_string);
+                let solution = l
+                    .object
+                    .get("solution")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
                 let gold = match l.object.get("answer") {
                     Some(_) => l.string(path, "answer")?,
                     None => solution.as_deref().and_then(last_boxed).ok_or_else(|| {
-                        user_error(format!("{}:{}: missing field `answer` (and no \\boxed{{}} in `solution`)", path.display(), l.line))
+                        user_error(format!(
+                            "{}:{}: missing field `answer` (and no \\boxed{{}} in `solution`)",
+                            path.display(),
+                            l.line
+                        ))
                     })?,
                 };
-                let id = l.object.get("unique_id").and_then(|v| v.as_str()).map_or(fallback_id, str::to_string);
-                Example { id, question: l.string(path, "problem")?, gold, solution }
+                let id = l
+                    .object
+                    .get("unique_id")
+                    .and_then(|v| v.as_str())
+                    .map_or(fallback_id, str::to_string);
+                Example {
+                    id,
+                    question: l.string(path, "problem")?,
+                    gold,
+                    solution,
+                }
             }
             DataFormat::Prompts => {
-                let id = l.object.get("id").and_then(|v| v.as_str()).map_or(fallback_id, str::to_string);
+                let id = l
+                    .object
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map_or(fallback_id, str::to_string);
                 let gold = match l.object.get(fmt.gold_field) {
                     Some(serde_json::Value::Number(n)) => n.to_string(),
                     _ => l.string(path, fmt.gold_field)?,
                 };
-                Example { id, question: l.string(path, fmt.prompt_field)?, gold, solution: None }
+                Example {
+                    id,
+                    question: l.string(path, fmt.prompt_field)?,
+                    gold,
+                    solution: None,
+                }
             }
             DataFormat::Pairs => {
                 return Err(user_error(format!(
@@ -108,7 +142,11 @@ fn check_unique_ids(examples: &[Example], path: &Path) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for e in examples {
         if !seen.insert(e.id.as_str()) {
-            return Err(user_error(format!("{}: two questions have the id `{}`", path.display(), e.id)));
+            return Err(user_error(format!(
+                "{}: two questions have the id `{}`",
+                path.display(),
+                e.id
+            )));
         }
     }
     Ok(())
@@ -135,7 +173,10 @@ mod tests {
 
     #[test]
     fn calculator_annotations_are_removed() {
-        assert_eq!(clean_gsm8k_solution("48/2 = <<48/2=24>>24 clips.\n#### 72"), "48/2 = 24 clips.\n#### 72");
+        assert_eq!(
+            clean_gsm8k_solution("48/2 = <<48/2=24>>24 clips.\n#### 72"),
+            "48/2 = 24 clips.\n#### 72"
+        );
     }
 
     #[test]
@@ -144,6 +185,9 @@ mod tests {
         let b = select((0..10).collect::<Vec<_>>(), Limit::First(4), 5);
         assert_eq!(a, b);
         assert_eq!(a.len(), 4);
-        assert_eq!(select((0..10).collect::<Vec<_>>(), Limit::First(3), 0), vec![0, 1, 2]);
+        assert_eq!(
+            select((0..10).collect::<Vec<_>>(), Limit::First(3), 0),
+            vec![0, 1, 2]
+        );
     }
 }

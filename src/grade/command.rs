@@ -70,10 +70,20 @@ pub fn run(args: &GradeArgs) -> Result<()> {
     for l in read_jsonl(&args.input)? {
         let response = l.string(&args.input, "response")?;
         let gold = l.string(&args.input, "gold")?;
-        let example = ExampleView { id: format!("line {}", l.line), gold: &gold };
+        let example = ExampleView {
+            id: format!("line {}", l.line),
+            gold: &gold,
+        };
         let g = host.call_grade(hook, &response, &example)?;
         summary.add(g.verdict);
-        println!("{}", serde_json::to_string(&GradeLine { line: l.line, verdict: g.verdict, answer: g.answer })?);
+        println!(
+            "{}",
+            serde_json::to_string(&GradeLine {
+                line: l.line,
+                verdict: g.verdict,
+                answer: g.answer
+            })?
+        );
     }
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())

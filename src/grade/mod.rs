@@ -8,8 +8,8 @@ mod stage;
 
 pub use command::{GradeSummary, grader_source, run};
 pub use gsm8k::{gsm8k_answer, gsm8k_gold, parse_number};
-pub use stage::{GradedSample, grade_completions};
 pub use math::{last_boxed, math_answer, math_equal, normalize_math};
+pub use stage::{GradedSample, grade_completions};
 
 use serde::{Deserialize, Serialize};
 

@@ -18,8 +18,14 @@ pub struct GradedSample {
 }
 
 /// Grades `completions` (each against its example's gold answer).
-pub fn grade_completions(host: &ScriptHost, hook: HookRef, examples: &[Example], completions: &[Completion]) -> Result<Vec<GradedSample>> {
-    let by_id: std::collections::HashMap<&str, &Example> = examples.iter().map(|e| (e.id.as_str(), e)).collect();
+pub fn grade_completions(
+    host: &ScriptHost,
+    hook: HookRef,
+    examples: &[Example],
+    completions: &[Completion],
+) -> Result<Vec<GradedSample>> {
+    let by_id: std::collections::HashMap<&str, &Example> =
+        examples.iter().map(|e| (e.id.as_str(), e)).collect();
     let bar = crate::progress::bar(completions.len() as u64, "grade");
     let mut out = Vec::with_capacity(completions.len());
     for c in completions {
@@ -27,7 +33,12 @@ pub fn grade_completions(host: &ScriptHost, hook: HookRef, examples: &[Example],
             anyhow::bail!("completion of unknown question `{}`", c.example_id);
         };
         let g = host.call_grade(hook, &c.text, ex)?;
-        out.push(GradedSample { example_id: c.example_id.clone(), k: c.k, verdict: g.verdict, answer: g.answer });
+        out.push(GradedSample {
+            example_id: c.example_id.clone(),
+            k: c.k,
+            verdict: g.verdict,
+            answer: g.answer,
+        });
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -1,6 +1,7 @@
 //! The trainable decoder (Llama, Qwen2) written from differentiable candle ops, its loading from HF
 //! folders and GGUF files, the tokenizer, chat templates, scoring and generation.
 
+mod char_tokenizer;
 mod chat;
 mod config;
 mod decoder;
@@ -12,6 +13,7 @@ mod policy;
 mod score;
 mod tokenizer;
 
+pub use char_tokenizer::{CHAR_EOS, CONTROL_TOKENS, char_tokenizer};
 pub use chat::ChatTemplate;
 pub use config::{Arch, ModelConfig};
 pub use decoder::{KvCache, LayerWeights, Weights, causal_mask, forward, logits_all, logits_at};

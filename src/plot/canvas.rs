@@ -12,7 +12,14 @@ pub const BLACK: Rgb = [20, 20, 20];
 pub const GREY: Rgb = [200, 200, 200];
 pub const DARK_GREY: Rgb = [110, 110, 110];
 /// Series colours (colour-blind friendly).
-pub const PALETTE: [Rgb; 6] = [[0, 114, 178], [213, 94, 0], [0, 158, 115], [204, 121, 167], [230, 159, 0], [86, 180, 233]];
+pub const PALETTE: [Rgb; 6] = [
+    [0, 114, 178],
+    [213, 94, 0],
+    [0, 158, 115],
+    [204, 121, 167],
+    [230, 159, 0],
+    [86, 180, 233],
+];
 
 /// A picture.
 pub struct Canvas {
@@ -23,7 +30,11 @@ pub struct Canvas {
 
 impl Canvas {
     pub fn new(width: usize, height: usize) -> Self {
-        Self { width, height, pixels: vec![255; width * height * 3] }
+        Self {
+            width,
+            height,
+            pixels: vec![255; width * height * 3],
+        }
     }
 
     pub fn set(&mut self, x: i64, y: i64, c: Rgb) {
@@ -48,7 +59,13 @@ impl Canvas {
         let (mut x, mut y, mut err) = (x0, y0, dx + dy);
         let r = thickness / 2;
         loop {
-            self.fill_rect(x - r, y - r, x - r + thickness - 1, y - r + thickness - 1, c);
+            self.fill_rect(
+                x - r,
+                y - r,
+                x - r + thickness - 1,
+                y - r + thickness - 1,
+                c,
+            );
             if x == x1 && y == y1 {
                 break;
             }
@@ -116,7 +133,9 @@ impl Canvas {
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
             let mut writer = enc.write_header().context("encoding PNG")?;
-            writer.write_image_data(&self.pixels).context("encoding PNG")?;
+            writer
+                .write_image_data(&self.pixels)
+                .context("encoding PNG")?;
         }
         crate::manifest::write_atomic(path, &bytes)
     }

@@ -13,10 +13,18 @@ use crate::recipe::{OutDir, RunSpec};
 
 /// UTC `YYYYmmdd-HHMMSS` of now.
 pub fn timestamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
@@ -38,7 +46,8 @@ pub fn create_run_dir(run: &RunSpec) -> Result<PathBuf> {
         OutDir::Dir(d) => d.clone(),
         OutDir::Timestamped => PathBuf::from("runs").join(format!("{}-{}", run.name, timestamp())),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating the run folder {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the run folder {}", dir.display()))?;
     Ok(dir)
 }
 

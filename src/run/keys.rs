@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::eval::EvalSetup;
 use crate::manifest::{sha256_bytes, trainer_version};
 use crate::model::ChatTemplate;
 use crate::recipe::{DataSpec, SampleSpec};
@@ -14,15 +15,27 @@ struct PromptKey<'a> {
 }
 
 fn prompt_key<'a>(template: &ChatTemplate, instruction: &'a str) -> PromptKey<'a> {
-    PromptKey { template: format!("{template:?}"), instruction }
+    PromptKey {
+        template: format!("{template:?}"),
+        instruction,
+    }
 }
 
 fn data_key(data: &DataSpec) -> String {
-    format!("{:?}|{}|{}|{:?}|{}", data.format, data.prompt_field, data.gold_field, data.limit, data.shuffle_seed)
+    format!(
+        "{:?}|{}|{}|{:?}|{}",
+        data.format, data.prompt_field, data.gold_field, data.limit, data.shuffle_seed
+    )
 }
 
 /// The key of the training samples.
-pub fn sample_key(model_sha: &str, data_sha: &str, data: &DataSpec, template: &ChatTemplate, spec: &SampleSpec) -> String {
+pub fn sample_key(
+    model_sha: &str,
+    data_sha: &str,
+    data: &DataSpec,
+    template: &ChatTemplate,
+    spec: &SampleSpec,
+) -> String {
     #[derive(Serialize)]
     struct Key<'a> {
         kind: &'static str,
@@ -60,7 +73,7 @@ pub fn sample_key(model_sha: &str, data_sha: &str, data: &DataSpec, template: &C
 }
 
 /// The key of the initial model's greedy answers to the eval questions.
-pub fn eval_key(model_sha: &str, eval_sha: &str, selection: &str, template: &ChatTemplate, instruction: &str, max_new_tokens: usize, batch_size: usize, stop: &[String]) -> String {
+pub fn eval_key(model_sha: &str, eval_sha: &str, selection: &str, setup: &EvalSetup) -> String {
     #[derive(Serialize)]
     struct Key<'a> {
         kind: &'static str,
@@ -79,10 +92,10 @@ pub fn eval_key(model_sha: &str, eval_sha: &str, selection: &str, template: &Cha
         model: model_sha,
         data: eval_sha,
         selection,
-        prompt: prompt_key(template, instruction),
-        max_new_tokens,
-        batch_size,
-        stop,
+        prompt: prompt_key(setup.template, setup.instruction),
+        max_new_tokens: setup.max_new_tokens,
+        batch_size: setup.batch_size,
+        stop: setup.stop,
     })
 }
 

@@ -21,10 +21,14 @@ use crate::error::user_error;
 use crate::eval::{EvalResult, EvalSetup, evaluate};
 use crate::grade::{Verdict, grade_completions};
 use crate::hookset::HookSet;
-use crate::manifest::{Input, Manifest, sha256_path, trainer_version, write_atomic, write_json_atomic};
+use crate::manifest::{
+    Input, Manifest, sha256_path, trainer_version, write_atomic, write_json_atomic,
+};
 use crate::model::{ChatTemplate, LoadedModel, load_model};
 use crate::pair::{PairInputs, PairRow, build_pairs};
-use crate::recipe::{self, DataFormat, DataSource, EvalData, ModelSource, Recipe, RecipeInput, TokenizerChoice};
+use crate::recipe::{
+    self, DataFormat, DataSource, EvalData, ModelSource, Recipe, RecipeInput, TokenizerChoice,
+};
 use crate::reference::fill_reference;
 use crate::sample::run_sampling;
 use crate::train::{StepMetrics, TrainOutputs, TrainPair, Trainer};
@@ -54,7 +58,8 @@ impl Run {
     fn timed<T>(&mut self, stage: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let started = Instant::now();
         let out = f(self).with_context(|| format!("stage `{stage}`"))?;
-        self.timings.push((stage.to_string(), started.elapsed().as_secs_f64()));
+        self.timings
+            .push((stage.to_string(), started.elapsed().as_secs_f64()));
         Ok(out)
     }
 }
@@ -62,21 +67,30 @@ impl Run {
 fn local_path(source: &DataSource, key: &str) -> Result<PathBuf> {
     match source {
         DataSource::File(p) => Ok(p.clone()),
-        DataSource::Builtin(name) => Err(user_error(format!("{key} = \"builtin:{name}\": the built-in task is not available in this build yet"))),
+        DataSource::Builtin(name) => Err(user_error(format!(
+            "{key} = \"builtin:{name}\": the built-in task is not available in this build yet"
+        ))),
     }
 }
 
 fn model_path(recipe: &Recipe) -> Result<PathBuf> {
     match &recipe.model.source {
         ModelSource::Path(p) => Ok(p.clone()),
-        ModelSource::Builtin(name) => Err(user_error(format!("model.path = \"builtin:{name}\": the built-in model is not available in this build yet"))),
+        ModelSource::Builtin(name) => Err(user_error(format!(
+            "model.path = \"builtin:{name}\": the built-in model is not available in this build yet"
+        ))),
     }
 }
 
 /// Runs the pipeline up to `until`.
 pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     let started = Instant::now();
-    let input = RecipeInput { config: args.recipe.config.clone(), sets: args.recipe.set.clone(), script: args.script.clone(), out: args.out.clone() };
+    let input = RecipeInput {
+        config: args.recipe.config.clone(),
+        sets: args.recipe.set.clone(),
+        script: args.script.clone(),
+        out: args.out.clone(),
+    };
     let layered = recipe::load(&input)?;
     let recipe = layered.resolve()?;
     let hooks = HookSet::load(&recipe)?;
@@ -85,7 +99,10 @@ pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     }
     let model_path = model_path(&recipe)?;
     let dir = create_run_dir(&recipe.run)?;
-    write_atomic(&dir.join("recipe.toml"), layered.annotated_toml()?.as_bytes())?;
+    write_atomic(
+        &dir.join("recipe.toml"),
+        layered.annotated_toml()?.as_bytes(),
+    )?;
     folder::copy_scripts(&dir, &hooks.host.sources())?;
     let tokenizer = match &recipe.model.tokenizer {
         TokenizerChoice::File(p) => Some(p.clone()),
@@ -95,8 +112,19 @@ pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     let model = load_model(&model_path, tokenizer.as_deref())?;
     let template = ChatTemplate::from_recipe(&recipe.model.template, &recipe.model.system);
     let model_sha = sha256_path(&model_path)?;
-    let mut run = Run { recipe, hooks, dir, model, template, model_sha, timings: Vec::new() };
-    let mut summary = RunSummary { run_dir: run.dir.display().to_string(), ..RunSummary::default() };
+    let mut run = Run {
+        recipe,
+        hooks,
+        dir,
+        model,
+        template,
+        model_sha,
+        timings: Vec::new(),
+    };
+    let mut summary = RunSummary {
+        run_dir: run.dir.display().to_string(),
+        ..RunSummary::default()
+    };
     pipeline(&mut run, until, &mut summary, &model_path)?;
     summary.timings = run.timings.clone();
     summary.total_seconds = started.elapsed().as_secs_f64();
@@ -105,14 +133,36 @@ pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     Ok(())
 }
 
-fn pipeline(run: &mut Run, until: Until, summary: &mut RunSummary, model_path: &Path) -> Result<()> {
+fn pipeline(
+    run: &mut Run,
+    until: Until,
+    summary: &mut RunSummary,
+    model_path: &Path,
+) -> Result<()> {
     let spec = run.recipe.data.clone();
     let train_path = local_path(&spec.source, "data.train")?;
-    let eval_examples = if until == Until::All { eval_examples(run)? } else { None };
+    let eval_examples = if until == Until::All {
+        eval_examples(run)?
+    } else {
+        None
+    };
     let data_sha = sha256_path(&train_path)?;
-    let sample_key = (spec.format != DataFormat::Pairs)
-        .then(|| keys::sample_key(&run.model_sha, &data_sha, &spec, &run.template, &run.recipe.sampling));
-    write_manifest(run, model_path, (&train_path, &data_sha), eval_examples.as_ref().map(|(p, _)| p.as_path()), sample_key.clone())?;
+    let sample_key = (spec.format != DataFormat::Pairs).then(|| {
+        keys::sample_key(
+            &run.model_sha,
+            &data_sha,
+            &spec,
+            &run.template,
+            &run.recipe.sampling,
+        )
+    });
+    write_manifest(
+        run,
+        model_path,
+        (&train_path, &data_sha),
+        eval_examples.as_ref().map(|(p, _)| p.as_path()),
+        sample_key.clone(),
+    )?;
     if let (Some((_, ex)), true) = (&eval_examples, run.recipe.eval.before) {
         let r = run.timed("eval before", |r| eval_stage(r, ex, "before", true))?;
         summary.eval_before = Some(r);
@@ -123,7 +173,11 @@ fn pipeline(run: &mut Run, until: Until, summary: &mut RunSummary, model_path: &
         summary.pairs = limited.len();
         (limited, None)
     } else {
-        let fmt = ExampleFormat { format: spec.format, prompt_field: &spec.prompt_field, gold_field: &spec.gold_field };
+        let fmt = ExampleFormat {
+            format: spec.format,
+            prompt_field: &spec.prompt_field,
+            gold_field: &spec.gold_field,
+        };
         let examples = read_examples(&train_path, &fmt, spec.limit, spec.shuffle_seed)?;
         let key = sample_key.clone().unwrap_or_default();
         let rows = match question_stage(run, &examples, &key, until, summary)? {
@@ -133,7 +187,9 @@ fn pipeline(run: &mut Run, until: Until, summary: &mut RunSummary, model_path: &
         (rows.iter().map(PairRow::record).collect(), Some(rows))
     };
     let (batch, max_len) = (run.recipe.train.batch_size, run.recipe.train.max_length);
-    run.timed("reference", |r| fill_reference(&r.model, &mut records, batch, max_len))?;
+    run.timed("reference", |r| {
+        fill_reference(&r.model, &mut records, batch, max_len)
+    })?;
     match rows.as_mut() {
         Some(rows) => {
             for (row, rec) in rows.iter_mut().zip(&records) {
@@ -158,32 +214,76 @@ fn pipeline(run: &mut Run, until: Until, summary: &mut RunSummary, model_path: &
         summary.eval_after = Some(r);
     }
     let weights: Vec<f64> = records.iter().filter_map(|p| p.weight).collect();
-    write_json_atomic(&run.dir.join("eval.json"), &serde_json::json!({"before": summary.eval_before, "after": summary.eval_after}))?;
-    write_plots(&run.dir, &metrics, &weights, summary.eval_before.as_ref(), summary.eval_after.as_ref())
+    write_json_atomic(
+        &run.dir.join("eval.json"),
+        &serde_json::json!({"before": summary.eval_before, "after": summary.eval_after}),
+    )?;
+    write_plots(
+        &run.dir,
+        &metrics,
+        &weights,
+        summary.eval_before.as_ref(),
+        summary.eval_after.as_ref(),
+    )
 }
 
 /// Sample, grade, weigh and pair the questions; `None` when the command stops after sampling.
-fn question_stage(run: &mut Run, examples: &[Example], key: &str, until: Until, summary: &mut RunSummary) -> Result<Option<Vec<PairRow>>> {
+fn question_stage(
+    run: &mut Run,
+    examples: &[Example],
+    key: &str,
+    until: Until,
+    summary: &mut RunSummary,
+) -> Result<Option<Vec<PairRow>>> {
     summary.questions = examples.len();
-    let cache = run.recipe.run.cache.join("samples").join(format!("{key}.jsonl"));
-    let completions = run.timed("sample", |r| run_sampling(&r.model, &r.template, &r.recipe.data.instruction, examples, &r.recipe.sampling, &cache))?;
+    let cache = run
+        .recipe
+        .run
+        .cache
+        .join("samples")
+        .join(format!("{key}.jsonl"));
+    let completions = run.timed("sample", |r| {
+        run_sampling(
+            &r.model,
+            &r.template,
+            &r.recipe.data.instruction,
+            examples,
+            &r.recipe.sampling,
+            &cache,
+        )
+    })?;
     write_jsonl(&run.dir.join("samples.jsonl"), &completions)?;
     summary.samples = completions.len();
     if until == Until::Sample {
         return Ok(None);
     }
-    let graded = run.timed("grade", |r| grade_completions(&r.hooks.host, r.hooks.grade, examples, &completions))?;
+    let graded = run.timed("grade", |r| {
+        grade_completions(&r.hooks.host, r.hooks.grade, examples, &completions)
+    })?;
     write_jsonl(&run.dir.join("grades.jsonl"), &graded)?;
-    let correct = graded.iter().filter(|g| g.verdict == Verdict::Correct).count();
+    let correct = graded
+        .iter()
+        .filter(|g| g.verdict == Verdict::Correct)
+        .count();
     summary.sample_accuracy = correct as f64 / graded.len().max(1) as f64;
     let stats = question_stats(examples, &graded);
-    let weights = run.timed("weigh", |r| weigh(&r.hooks.host, r.hooks.weight, &stats, &r.recipe.weight))?;
+    let weights = run.timed("weigh", |r| {
+        weigh(&r.hooks.host, r.hooks.weight, &stats, &r.recipe.weight)
+    })?;
     summary.weight_mean = weights.iter().sum::<f64>() / weights.len().max(1) as f64;
     let prompts: Vec<String> = examples
         .iter()
-        .map(|e| run.template.prompt(&crate::sample::user_text(&e.question, &run.recipe.data.instruction)))
+        .map(|e| {
+            run.template.prompt(&crate::sample::user_text(
+                &e.question,
+                &run.recipe.data.instruction,
+            ))
+        })
         .collect();
-    let responses: Vec<String> = completions.iter().map(|c| run.model.tokenizer.decode(&c.token_ids)).collect::<Result<_>>()?;
+    let responses: Vec<String> = completions
+        .iter()
+        .map(|c| run.model.tokenizer.decode(&c.token_ids))
+        .collect::<Result<_>>()?;
     let inputs = PairInputs {
         examples,
         completions: &completions,
@@ -200,7 +300,9 @@ fn question_stage(run: &mut Run, examples: &[Example], key: &str, until: Until, 
     summary.pairs = rows.len();
     summary.skipped = skips;
     if rows.is_empty() && until > Until::Pairs {
-        return Err(user_error("no preference pairs: every question was skipped (see pairs.jsonl and grades.jsonl)"));
+        return Err(user_error(
+            "no preference pairs: every question was skipped (see pairs.jsonl and grades.jsonl)",
+        ));
     }
     Ok(Some(rows))
 }
@@ -239,16 +341,31 @@ fn train_stage(run: &mut Run, records: &[PairRecord]) -> Result<Vec<StepMetrics>
 }
 
 fn eval_examples(run: &Run) -> Result<Option<(PathBuf, Vec<Example>)>> {
-    let EvalData::Source(source) = &run.recipe.eval.data else { return Ok(None) };
+    let EvalData::Source(source) = &run.recipe.eval.data else {
+        return Ok(None);
+    };
     let path = local_path(source, "eval.data")?;
     let d = &run.recipe.data;
-    let format = if d.format == DataFormat::Pairs { DataFormat::Gsm8k } else { d.format };
-    let fmt = ExampleFormat { format, prompt_field: &d.prompt_field, gold_field: &d.gold_field };
+    let format = if d.format == DataFormat::Pairs {
+        DataFormat::Gsm8k
+    } else {
+        d.format
+    };
+    let fmt = ExampleFormat {
+        format,
+        prompt_field: &d.prompt_field,
+        gold_field: &d.gold_field,
+    };
     let examples = read_examples(&path, &fmt, run.recipe.eval.limit, 0)?;
     Ok(Some((path, examples)))
 }
 
-fn eval_stage(run: &mut Run, examples: &[Example], label: &str, cacheable: bool) -> Result<EvalResult> {
+fn eval_stage(
+    run: &mut Run,
+    examples: &[Example],
+    label: &str,
+    cacheable: bool,
+) -> Result<EvalResult> {
     let e = &run.recipe.eval;
     let setup = EvalSetup {
         template: &run.template,
@@ -258,24 +375,61 @@ fn eval_stage(run: &mut Run, examples: &[Example], label: &str, cacheable: bool)
         stop: &run.recipe.sampling.stop,
     };
     let cache = if cacheable {
-        let EvalData::Source(source) = &e.data else { unreachable!("eval examples exist only with eval data") };
+        let EvalData::Source(source) = &e.data else {
+            unreachable!("eval examples exist only with eval data")
+        };
         let eval_sha = sha256_path(&local_path(source, "eval.data")?)?;
         let selection = format!("{:?}", e.limit);
-        let key = keys::eval_key(&run.model_sha, &eval_sha, &selection, &run.template, setup.instruction, e.max_new_tokens, e.batch_size, setup.stop);
-        Some(run.recipe.run.cache.join("eval").join(format!("{key}.jsonl")))
+        let key = keys::eval_key(&run.model_sha, &eval_sha, &selection, &setup);
+        Some(
+            run.recipe
+                .run
+                .cache
+                .join("eval")
+                .join(format!("{key}.jsonl")),
+        )
     } else {
         None
     };
-    let (result, records) = evaluate(&run.model, &setup, examples, (&run.hooks.host, run.hooks.grade), cache.as_deref(), &format!("eval {label}"))?;
+    let (result, records) = evaluate(
+        &run.model,
+        &setup,
+        examples,
+        (&run.hooks.host, run.hooks.grade),
+        cache.as_deref(),
+        &format!("eval {label}"),
+    )?;
     write_jsonl(&run.dir.join(format!("eval_{label}.jsonl")), &records)?;
-    tracing::info!("accuracy {label} training: {:.1}% ({}/{})", 100.0 * result.accuracy, result.correct, result.total);
+    tracing::info!(
+        "accuracy {label} training: {:.1}% ({}/{})",
+        100.0 * result.accuracy,
+        result.correct,
+        result.total
+    );
     Ok(result)
 }
 
-fn write_manifest(run: &Run, model_path: &Path, train: (&Path, &str), eval: Option<&Path>, sample_cache_key: Option<String>) -> Result<()> {
-    let input = |p: &Path| -> Result<Input> { Ok(Input { path: p.display().to_string(), sha256: sha256_path(p)? }) };
+fn write_manifest(
+    run: &Run,
+    model_path: &Path,
+    train: (&Path, &str),
+    eval: Option<&Path>,
+    sample_cache_key: Option<String>,
+) -> Result<()> {
+    let input = |p: &Path| -> Result<Input> {
+        Ok(Input {
+            path: p.display().to_string(),
+            sha256: sha256_path(p)?,
+        })
+    };
     let mut data = std::collections::BTreeMap::new();
-    data.insert("train".to_string(), Input { path: train.0.display().to_string(), sha256: train.1.to_string() });
+    data.insert(
+        "train".to_string(),
+        Input {
+            path: train.0.display().to_string(),
+            sha256: train.1.to_string(),
+        },
+    );
     if let Some(e) = eval {
         data.insert("eval".to_string(), input(e)?);
     }
@@ -284,11 +438,19 @@ fn write_manifest(run: &Run, model_path: &Path, train: (&Path, &str), eval: Opti
         trainer_version: trainer_version(),
         recipe_sha256: crate::manifest::sha256_bytes(&recipe_text),
         seed: run.recipe.run.seed,
-        scripts: run.hooks.host.sources().into_iter().map(|(n, t)| (n, crate::manifest::sha256_bytes(t.as_bytes()))).collect(),
-        model: Input { path: model_path.display().to_string(), sha256: run.model_sha.clone() },
+        scripts: run
+            .hooks
+            .host
+            .sources()
+            .into_iter()
+            .map(|(n, t)| (n, crate::manifest::sha256_bytes(t.as_bytes())))
+            .collect(),
+        model: Input {
+            path: model_path.display().to_string(),
+            sha256: run.model_sha.clone(),
+        },
         data,
         sample_cache_key,
     };
     write_json_atomic(&run.dir.join("manifest.json"), &manifest)
 }
-

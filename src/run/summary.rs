@@ -35,29 +35,56 @@ pub struct RunSummary {
 }
 
 /// Writes the PNG plots of a run into `dir`.
-pub fn write_plots(dir: &Path, metrics: &[StepMetrics], weights: &[f64], before: Option<&EvalResult>, after: Option<&EvalResult>) -> Result<()> {
+pub fn write_plots(
+    dir: &Path,
+    metrics: &[StepMetrics],
+    weights: &[f64],
+    before: Option<&EvalResult>,
+    after: Option<&EvalResult>,
+) -> Result<()> {
     let curve = |label: &str, f: fn(&StepMetrics) -> f64| Series {
         label: label.to_string(),
         points: metrics.iter().map(|m| (m.step as f64, f(m))).collect(),
     };
     if !metrics.is_empty() {
-        line_chart("training loss", "optimizer step", "loss", &[curve("loss", |m| m.loss)]).save_png(&dir.join("loss.png"))?;
+        line_chart(
+            "training loss",
+            "optimizer step",
+            "loss",
+            &[curve("loss", |m| m.loss)],
+        )
+        .save_png(&dir.join("loss.png"))?;
         line_chart(
             "rewards (beta x log-ratio to the reference)",
             "optimizer step",
             "reward",
-            &[curve("margin", |m| m.margin), curve("chosen", |m| m.chosen_reward), curve("rejected", |m| m.rejected_reward)],
+            &[
+                curve("margin", |m| m.margin),
+                curve("chosen", |m| m.chosen_reward),
+                curve("rejected", |m| m.rejected_reward),
+            ],
         )
         .save_png(&dir.join("margin.png"))?;
-        line_chart("reward accuracy (margin > 0)", "optimizer step", "fraction of pairs", &[curve("reward accuracy", |m| m.reward_accuracy)])
-            .save_png(&dir.join("reward_accuracy.png"))?;
+        line_chart(
+            "reward accuracy (margin > 0)",
+            "optimizer step",
+            "fraction of pairs",
+            &[curve("reward accuracy", |m| m.reward_accuracy)],
+        )
+        .save_png(&dir.join("reward_accuracy.png"))?;
     }
     if !weights.is_empty() {
         histogram("question weights", "weight", weights, 20).save_png(&dir.join("weights.png"))?;
     }
     let bars: Vec<Bar> = [("before", before), ("after", after)]
         .into_iter()
-        .filter_map(|(label, r)| r.map(|r| Bar { label: label.into(), value: 100.0 * r.accuracy, error: 0.0 }))
+        .filter_map(|(label, r)| {
+            r.map(|r| Bar {
+                label: label.into(),
+                value: 100.0 * r.accuracy,
+                error: 0.0,
+            })
+        })
         .collect();
     if !bars.is_empty() {
         bar_chart("eval accuracy", "accuracy (%)", &bars).save_png(&dir.join("accuracy.png"))?;
@@ -66,7 +93,13 @@ pub fn write_plots(dir: &Path, metrics: &[StepMetrics], weights: &[f64], before:
 }
 
 fn pct(r: &EvalResult) -> String {
-    format!("{:.1}% ({}/{}, {} invalid)", 100.0 * r.accuracy, r.correct, r.total, r.invalid)
+    format!(
+        "{:.1}% ({}/{}, {} invalid)",
+        100.0 * r.accuracy,
+        r.correct,
+        r.total,
+        r.invalid
+    )
 }
 
 /// The summary as printed at the end of a run.
@@ -110,7 +143,16 @@ pub fn render(s: &RunSummary) -> String {
         }
         (None, None) => {}
     }
-    let times: Vec<String> = s.timings.iter().map(|(k, v)| format!("{k} {v:.0}s")).collect();
-    let _ = writeln!(out, "time         {:.0}s ({})", s.total_seconds, times.join(", "));
+    let times: Vec<String> = s
+        .timings
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.0}s"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "time         {:.0}s ({})",
+        s.total_seconds,
+        times.join(", ")
+    );
     out
 }

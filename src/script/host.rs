@@ -62,7 +62,11 @@ impl ScriptHost {
             tracing::debug!(target: "script", "{}:{pos}: {text}", source.unwrap_or("script"))
         });
         let imported = Arc::new(Mutex::new(Vec::new()));
-        engine.set_module_resolver(ScopedResolver::new(plugins.clone(), roots.clone(), imported.clone()));
+        engine.set_module_resolver(ScopedResolver::new(
+            plugins.clone(),
+            roots.clone(),
+            imported.clone(),
+        ));
         api::register(&mut engine);
         Self {
             engine,
@@ -154,8 +158,18 @@ impl ScriptHost {
 
     /// Every script this host compiled or imported: (name, source text), deduplicated by name.
     pub fn sources(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self.units.iter().map(|u| (u.file.clone(), u.text.clone())).collect();
-        out.extend(self.imported.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+        let mut out: Vec<(String, String)> = self
+            .units
+            .iter()
+            .map(|u| (u.file.clone(), u.text.clone()))
+            .collect();
+        out.extend(
+            self.imported
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
         let mut seen = std::collections::HashSet::new();
         out.retain(|(name, _)| seen.insert(name.clone()));
         out

@@ -76,7 +76,11 @@ pub struct ScopedResolver {
 }
 
 impl ScopedResolver {
-    pub fn new(plugins: PluginDir, roots: Arc<ImportRoots>, imported: Arc<Mutex<Vec<(String, String)>>>) -> Self {
+    pub fn new(
+        plugins: PluginDir,
+        roots: Arc<ImportRoots>,
+        imported: Arc<Mutex<Vec<(String, String)>>>,
+    ) -> Self {
         Self {
             plugins,
             roots,

@@ -9,7 +9,10 @@ use crate::model::LoadedModel;
 
 /// Writes the current weights to `dir` atomically (replacing an older checkpoint there).
 pub fn save_checkpoint(model: &LoadedModel, dir: &Path) -> Result<()> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
     let tmp = dir.with_file_name(format!(".{name}.tmp"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
@@ -18,6 +21,7 @@ pub fn save_checkpoint(model: &LoadedModel, dir: &Path) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    std::fs::rename(&tmp, dir).with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    std::fs::rename(&tmp, dir)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
     Ok(())
 }

@@ -16,7 +16,12 @@ impl LrSchedule {
     /// `warmup_ratio` of `total` steps (rounded up) warm up.
     pub fn new(base: f64, warmup_ratio: f64, total: usize, kind: Schedule) -> Self {
         let warmup = (warmup_ratio * total as f64).ceil() as usize;
-        Self { base, warmup, total, kind }
+        Self {
+            base,
+            warmup,
+            total,
+            kind,
+        }
     }
 
     /// The learning rate of step `step` (0-based).
@@ -24,7 +29,8 @@ impl LrSchedule {
         if step < self.warmup {
             return self.base * step as f64 / self.warmup.max(1) as f64;
         }
-        let progress = (step - self.warmup) as f64 / (self.total.saturating_sub(self.warmup)).max(1) as f64;
+        let progress =
+            (step - self.warmup) as f64 / (self.total.saturating_sub(self.warmup)).max(1) as f64;
         let factor = match self.kind {
             Schedule::Constant => 1.0,
             Schedule::Linear => (1.0 - progress).max(0.0),

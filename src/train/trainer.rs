@@ -75,7 +75,10 @@ pub fn plan_steps(n: usize, spec: &TrainSpec, seed: u64) -> Vec<(usize, Vec<Vec<
             let j = rng.below(i as u64 + 1) as usize;
             order.swap(i, j);
         }
-        let micro: Vec<Vec<usize>> = order.chunks(spec.batch_size).map(<[usize]>::to_vec).collect();
+        let micro: Vec<Vec<usize>> = order
+            .chunks(spec.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
         for group in micro.chunks(spec.grad_accum) {
             steps.push((epoch, group.to_vec()));
         }
@@ -102,8 +105,19 @@ impl Trainer<'_> {
     /// Trains on `pairs`; returns the metrics of every step.
     pub fn run(&self, pairs: &[TrainPair], out: &TrainOutputs) -> Result<Vec<StepMetrics>> {
         let steps = plan_steps(pairs.len(), self.spec, self.seed);
-        let schedule = LrSchedule::new(self.spec.lr, self.spec.warmup_ratio, steps.len(), self.spec.schedule);
-        let vars: Vec<_> = self.model.policy.vars().into_iter().map(|(_, v)| v).collect();
+        let schedule = LrSchedule::new(
+            self.spec.lr,
+            self.spec.warmup_ratio,
+            steps.len(),
+            self.spec.schedule,
+        );
+        let vars: Vec<_> = self
+            .model
+            .policy
+            .vars()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
         let config = AdamWConfig {
             beta1: self.spec.betas.0,
             beta2: self.spec.betas.1,
@@ -123,7 +137,10 @@ impl Trainer<'_> {
             metrics.push(m);
             let every = self.spec.checkpoint_every;
             if every > 0 && (step + 1) % every == 0 && step + 1 < steps.len() {
-                save_checkpoint(self.model, &out.checkpoints.join(format!("step-{:06}", step + 1)))?;
+                save_checkpoint(
+                    self.model,
+                    &out.checkpoints.join(format!("step-{:06}", step + 1)),
+                )?;
             }
         }
         bar.finish_and_clear();
@@ -143,7 +160,8 @@ impl Trainer<'_> {
         let started = Instant::now();
         let mut grads: Vec<Option<Tensor>> = vec![None; opt.vars().len()];
         let (mut loss, mut tokens) = (0.0, 0usize);
-        let (mut chosen_r, mut rejected_r, mut wins, mut weight_sum, mut count) = (0.0, 0.0, 0usize, 0.0, 0usize);
+        let (mut chosen_r, mut rejected_r, mut wins, mut weight_sum, mut count) =
+            (0.0, 0.0, 0usize, 0.0, 0usize);
         let beta = self.loss.beta;
         for batch in micro {
             let members: Vec<&TrainPair> = batch.iter().map(|&i| &pairs[i]).collect();
@@ -151,10 +169,29 @@ impl Trainer<'_> {
             let rc: Vec<f64> = members.iter().map(|p| p.ref_chosen).collect();
             let rr: Vec<f64> = members.iter().map(|p| p.ref_rejected).collect();
             let w: Vec<f64> = members.iter().map(|p| p.weight).collect();
-            let sb = StepBatch { pairs: &tok, ref_chosen: &rc, ref_rejected: &rr, weights: &w };
-            let ids = || members.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
-            let out = forward_backward(&self.model.policy, self.model.tokenizer.pad_id(), self.host, self.hook, self.loss, &sb, 1.0 / micro.len() as f64)
-                .with_context(|| format!("training step {} (pairs {})", step + 1, ids()))?;
+            let sb = StepBatch {
+                pairs: &tok,
+                ref_chosen: &rc,
+                ref_rejected: &rr,
+                weights: &w,
+            };
+            let ids = || {
+                members
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let out = forward_backward(
+                &self.model.policy,
+                self.model.tokenizer.pad_id(),
+                self.host,
+                self.hook,
+                self.loss,
+                &sb,
+                1.0 / micro.len() as f64,
+            )
+            .with_context(|| format!("training step {} (pairs {})", step + 1, ids()))?;
             loss += out.loss / micro.len() as f64;
             add_grads(&mut grads, out.grads)?;
             for (i, p) in members.iter().enumerate() {
@@ -165,12 +202,16 @@ impl Trainer<'_> {
                 wins += usize::from(c > r);
                 weight_sum += p.weight;
                 count += 1;
-                tokens += p.tokens.prompt.len() * 2 + p.tokens.chosen.len() + p.tokens.rejected.len();
+                tokens +=
+                    p.tokens.prompt.len() * 2 + p.tokens.chosen.len() + p.tokens.rejected.len();
             }
         }
         let norm = grad_norm(&grads)?;
         if !norm.is_finite() {
-            return Err(user_error(format!("training step {}: the gradient norm is {norm}", step + 1)));
+            return Err(user_error(format!(
+                "training step {}: the gradient norm is {norm}",
+                step + 1
+            )));
         }
         let lr = schedule.lr(step);
         opt.step(&grads, lr, clip_scale(norm, self.spec.max_grad_norm))?;

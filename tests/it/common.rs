@@ -23,10 +23,10 @@ pub fn trainer_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
             cmd.env_remove(k);
         }
     }
+    cmd.env("RUST_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.env("RUST_LOG", "warn");
     cmd.output().expect("the trainer binary runs")
 }
 

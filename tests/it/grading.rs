@@ -12,7 +12,16 @@ fn grade_lines(grader: &str, lines: &[serde_json::Value]) -> serde_json::Value {
     for l in lines {
         writeln!(f, "{l}").unwrap();
     }
-    let out = trainer(&["grade", "--grader", grader, "--input", input.to_str().unwrap()], &[]);
+    let out = trainer(
+        &[
+            "grade",
+            "--grader",
+            grader,
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
     let text = stdout(&out);
     assert_eq!(text.lines().count(), lines.len() + 1);
@@ -20,7 +29,11 @@ fn grade_lines(grader: &str, lines: &[serde_json::Value]) -> serde_json::Value {
 }
 
 fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -63,10 +76,32 @@ fn math_grader_accepts_gold_answers_and_rejects_perturbed_ones() {
 #[test]
 fn grade_reports_malformed_input_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    let input = crate::common::write(dir.path(), "bad.jsonl", "{\"response\": \"4\", \"gold\": \"4\"}\n{\"response\": 4\n");
-    let out = trainer(&["grade", "--grader", "gsm8k", "--input", input.to_str().unwrap()], &[]);
+    let input = crate::common::write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"response\": \"4\", \"gold\": \"4\"}\n{\"response\": 4\n",
+    );
+    let out = trainer(
+        &[
+            "grade",
+            "--grader",
+            "gsm8k",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
     crate::common::assert_user_error(&out, &["bad.jsonl:2:", "malformed JSON"]);
     let input = crate::common::write(dir.path(), "missing.jsonl", "{\"response\": \"4\"}\n");
-    let out = trainer(&["grade", "--grader", "gsm8k", "--input", input.to_str().unwrap()], &[]);
+    let out = trainer(
+        &[
+            "grade",
+            "--grader",
+            "gsm8k",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
     crate::common::assert_user_error(&out, &["missing.jsonl:1:", "missing field `gold`"]);
 }

@@ -6,6 +6,7 @@ mod grading;
 mod hooks;
 mod losses;
 mod model_errors;
+mod pipeline;
 mod recipe;
 mod scripts;
 mod smollm2;

@@ -1,0 +1,329 @@
+//! The whole pipeline on a tiny random model: every stage's file, the sample cache shared across
+//! experiments, the loss variants, and resuming after a kill during sampling.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use trainer::model::{Arch, ModelConfig, char_tokenizer, random_policy};
+
+use crate::common::{root, stderr, stdout, trainer, write};
+
+/// A tiny random Llama with the character tokenizer, as an HF folder.
+pub fn tiny_model(dir: &Path) -> PathBuf {
+    sized_model(dir, 32, 2)
+}
+
+/// A random Llama of width `hidden` and `layers` layers with the character tokenizer.
+pub fn sized_model(dir: &Path, hidden: usize, layers: usize) -> PathBuf {
+    let tok = char_tokenizer().unwrap();
+    let cfg = ModelConfig {
+        arch: Arch::Llama,
+        vocab_size: tok.vocab_size(),
+        hidden_size: hidden,
+        intermediate_size: 2 * hidden,
+        num_layers: layers,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        rope_theta: 10_000.0,
+        rms_eps: 1e-6,
+        max_position: 2048,
+        tie_embeddings: true,
+        bos_token_id: None,
+        eos_token_id: Some(trainer::model::CHAR_EOS),
+    };
+    let path = dir.join("tiny-model");
+    random_policy(&cfg, 3)
+        .unwrap()
+        .save_hf(&path, &tok)
+        .unwrap();
+    path
+}
+
+/// GSM8K-style questions `a + b`.
+fn questions(dir: &Path, name: &str, n: usize, offset: usize) -> PathBuf {
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let (a, b) = (i + offset, 2 * i + 1);
+            serde_json::json!({"question": format!("What is {a} + {b}?"), "answer": format!("{a} + {b} = {}\n#### {}", a + b, a + b)}).to_string()
+        })
+        .collect();
+    write(dir, name, &(lines.join("\n") + "\n"))
+}
+
+/// A recipe for the tiny world in `dir`.
+fn recipe(dir: &Path, extra: &str) -> PathBuf {
+    let model = tiny_model(dir);
+    let train = questions(dir, "train.jsonl", 6, 10);
+    let test = questions(dir, "test.jsonl", 4, 50);
+    let text = format!(
+        "[run]\nname = \"tiny\"\ncache = \"{cache}\"\n\n[model]\npath = \"{model}\"\n\n[data]\ntrain = \"{train}\"\nformat = \"gsm8k\"\n\n\
+         [sampling]\nn = 3\nmax_new_tokens = 24\nbatch_size = 4\n\n[train]\nlr = 1e-3\nbatch_size = 2\ngrad_accum = 2\ncheckpoint_every = 1\nwarmup_ratio = 0.0\n\n\
+         [eval]\ndata = \"{test}\"\nmax_new_tokens = 16\nbatch_size = 4\n{extra}",
+        cache = dir.join("cache").display(),
+        model = model.display(),
+        train = train.display(),
+        test = test.display(),
+    );
+    write(dir, "recipe.toml", &text)
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn run(dir: &Path, recipe: &Path, out: &str, sets: &[&str]) -> std::process::Output {
+    let out_dir = dir.join(out);
+    let mut args = vec![
+        "--script",
+        "scripts/plug_and_play.rhai",
+        "--config",
+        recipe.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    trainer(&args, &[])
+}
+
+#[test]
+fn whole_pipeline_writes_every_stage_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let started = Instant::now();
+    let out = run(dir.path(), &recipe, "run", &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let r = dir.path().join("run");
+    for f in [
+        "recipe.toml",
+        "manifest.json",
+        "summary.json",
+        "eval.json",
+        "loss.png",
+        "margin.png",
+        "reward_accuracy.png",
+        "accuracy.png",
+        "weights.png",
+    ] {
+        assert!(r.join(f).is_file(), "{f} missing");
+    }
+    assert!(r.join("scripts/scripts__plug_and_play.rhai").is_file());
+    assert_eq!(lines(&r.join("samples.jsonl")).len(), 18);
+    assert_eq!(lines(&r.join("grades.jsonl")).len(), 18);
+    let pairs = lines(&r.join("pairs.jsonl"));
+    assert!(!pairs.is_empty());
+    for p in &pairs {
+        assert!(p["ref_chosen_logps"].as_f64().unwrap() < 0.0);
+        assert!(p["weight"].as_f64().unwrap() >= 1.0);
+        assert_eq!(p["stats"]["n"], 3);
+    }
+    let metrics = lines(&r.join("metrics.jsonl"));
+    assert!(!metrics.is_empty());
+    for key in [
+        "loss",
+        "margin",
+        "chosen_reward",
+        "rejected_reward",
+        "reward_accuracy",
+        "weight_mean",
+        "grad_norm",
+        "lr",
+        "tokens_per_s",
+    ] {
+        assert!(metrics[0][key].is_number(), "metrics lack {key}");
+    }
+    assert!(
+        r.join("checkpoints/step-000001/model.safetensors")
+            .is_file()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(manifest["scripts"].as_object().unwrap().len() >= 3);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["before"]["total"], 4);
+    assert_eq!(eval["after"]["total"], 4);
+    let text = stdout(&out);
+    assert!(text.contains("accuracy") && text.contains("->"), "{text}");
+    // the final checkpoint is a model folder
+    let g = trainer(
+        &[
+            "generate",
+            "--model",
+            r.join("final").to_str().unwrap(),
+            "--prompt",
+            "What is",
+            "--max-new-tokens",
+            "3",
+        ],
+        &[],
+    );
+    assert!(g.status.success(), "{}", stderr(&g));
+}
+
+#[test]
+fn changing_only_the_weight_reuses_the_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    assert!(
+        run(dir.path(), &recipe, "a", &["eval.data=\"\""])
+            .status
+            .success()
+    );
+    let again = run(
+        dir.path(),
+        &recipe,
+        "b",
+        &["eval.data=\"\"", "weight.alpha=3.0", "loss.name=\"ipo\""],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    let a = std::fs::read_to_string(dir.path().join("a/samples.jsonl")).unwrap();
+    let b = std::fs::read_to_string(dir.path().join("b/samples.jsonl")).unwrap();
+    assert_eq!(a, b);
+    let caches: Vec<_> = std::fs::read_dir(dir.path().join("cache/samples"))
+        .unwrap()
+        .collect();
+    assert_eq!(caches.len(), 1, "one sample cache for both experiments");
+    let changed = run(
+        dir.path(),
+        &recipe,
+        "c",
+        &["eval.data=\"\"", "sampling.seed=7"],
+    );
+    assert!(changed.status.success());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("cache/samples"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn each_loss_variant_trains_with_and_without_the_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    for loss in ["dpo", "dpop", "ipo", "simpo"] {
+        for weight in ["plug_and_play", "uniform"] {
+            let out_name = format!("{loss}-{weight}");
+            let sets = [
+                "eval.data=\"\"".to_string(),
+                format!("loss.name=\"{loss}\""),
+                format!("weight.scheme=\"{weight}\""),
+                "train.epochs=2".into(),
+            ];
+            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+            // the script defines `weight`; use a recipe-only run for the uniform case
+            let out_dir = dir.path().join(&out_name);
+            let mut args = vec![
+                "--config",
+                recipe.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+            ];
+            for s in &sets {
+                args.extend(["--set", s]);
+            }
+            let out = trainer(&args, &[]);
+            assert!(out.status.success(), "{out_name}: {}", stderr(&out));
+            let m = lines(&out_dir.join("metrics.jsonl"));
+            let pairs = lines(&out_dir.join("pairs.jsonl"));
+            let expect_uniform = weight == "uniform";
+            assert_eq!(
+                pairs.iter().all(|p| p["weight"] == 1.0),
+                expect_uniform,
+                "{out_name}"
+            );
+            let (first, last) = (
+                m.first().unwrap()["loss"].as_f64().unwrap(),
+                m.last().unwrap()["loss"].as_f64().unwrap(),
+            );
+            assert!(last < first, "{out_name}: loss {first} -> {last}");
+        }
+    }
+}
+
+#[test]
+fn killed_sampling_resumes_without_resampling_finished_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    questions(dir.path(), "train.jsonl", 40, 10);
+    // a wider model, so that sampling lasts long enough to be killed in the middle
+    sized_model(dir.path(), 256, 4);
+    let sets = [
+        "--set",
+        "sampling.max_new_tokens=300",
+        "--set",
+        "sampling.batch_size=2",
+        "--set",
+        "sampling.n=2",
+    ];
+    let out_dir = dir.path().join("s");
+    let mut args: Vec<&str> = vec![
+        "sample",
+        "--config",
+        recipe.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend(sets);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .current_dir(root())
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cache_dir = dir.path().join("cache/samples");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let count = || -> usize {
+        std::fs::read_dir(&cache_dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while count() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = count();
+    assert!(
+        (4..80).contains(&before),
+        "killed after {before} of 80 completions"
+    );
+    let cache_file = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let kept = std::fs::read_to_string(&cache_file).unwrap();
+    let out = trainer(&args, &[("RUST_LOG", "info")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already there"), "{}", stderr(&out));
+    let after = std::fs::read_to_string(&cache_file).unwrap();
+    let first_lines: Vec<&str> = kept.lines().filter(|l| l.ends_with('}')).collect();
+    assert!(
+        after.starts_with(&first_lines.join("\n")),
+        "finished completions were rewritten"
+    );
+    assert_eq!(lines(&out_dir.join("samples.jsonl")).len(), 80);
+}
