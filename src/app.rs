@@ -17,7 +17,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Grade(args)) => crate::grade::run(&args),
         Some(Command::Pairs(args)) => crate::run::run(&args, Until::Pairs),
         Some(Command::Train(args)) => crate::run::run(&args, Until::Train),
-        Some(Command::Eval(_)) => not_yet("eval"),
+        Some(Command::Eval(args)) => crate::run::run_eval(&args),
         Some(Command::Score(args)) => crate::score::run(&args),
         Some(Command::Generate(args)) => crate::generation::run(&args),
         Some(Command::Reproduce(_)) => not_yet("reproduce"),

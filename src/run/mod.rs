@@ -85,6 +85,55 @@ fn model_path(recipe: &Recipe) -> Result<PathBuf> {
 /// Runs the pipeline up to `until`.
 pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     let started = Instant::now();
+    let mut run = open_run(args)?;
+    let model_path = model_path(&run.recipe)?;
+    let mut summary = RunSummary {
+        run_dir: run.dir.display().to_string(),
+        ..RunSummary::default()
+    };
+    pipeline(&mut run, until, &mut summary, &model_path)?;
+    finish(&run, summary, started)
+}
+
+/// `trainer eval`: the accuracy of `model.path` on the eval questions.
+pub fn run_eval(args: &RunArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut run = open_run(args)?;
+    let Some((path, examples)) = eval_examples(&run)? else {
+        return Err(user_error(
+            "eval.data is empty: there is nothing to evaluate",
+        ));
+    };
+    write_manifest(
+        &run,
+        &model_path(&run.recipe)?,
+        (&path, &sha256_path(&path)?),
+        None,
+        None,
+    )?;
+    let result = run.timed("eval", |r| eval_stage(r, &examples, "before", true))?;
+    write_json_atomic(
+        &run.dir.join("eval.json"),
+        &serde_json::json!({ "before": result }),
+    )?;
+    let summary = RunSummary {
+        run_dir: run.dir.display().to_string(),
+        eval_before: Some(result),
+        ..RunSummary::default()
+    };
+    finish(&run, summary, started)
+}
+
+fn finish(run: &Run, mut summary: RunSummary, started: Instant) -> Result<()> {
+    summary.timings = run.timings.clone();
+    summary.total_seconds = started.elapsed().as_secs_f64();
+    write_json_atomic(&run.dir.join("summary.json"), &summary)?;
+    print!("{}", render(&summary));
+    Ok(())
+}
+
+/// Resolves the recipe, compiles the hooks, creates the run folder and loads the model.
+fn open_run(args: &RunArgs) -> Result<Run> {
     let input = RecipeInput {
         config: args.recipe.config.clone(),
         sets: args.recipe.set.clone(),
@@ -112,7 +161,7 @@ pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     let model = load_model(&model_path, tokenizer.as_deref())?;
     let template = ChatTemplate::from_recipe(&recipe.model.template, &recipe.model.system);
     let model_sha = sha256_path(&model_path)?;
-    let mut run = Run {
+    Ok(Run {
         recipe,
         hooks,
         dir,
@@ -120,17 +169,7 @@ pub fn run(args: &RunArgs, until: Until) -> Result<()> {
         template,
         model_sha,
         timings: Vec::new(),
-    };
-    let mut summary = RunSummary {
-        run_dir: run.dir.display().to_string(),
-        ..RunSummary::default()
-    };
-    pipeline(&mut run, until, &mut summary, &model_path)?;
-    summary.timings = run.timings.clone();
-    summary.total_seconds = started.elapsed().as_secs_f64();
-    write_json_atomic(&run.dir.join("summary.json"), &summary)?;
-    print!("{}", render(&summary));
-    Ok(())
+    })
 }
 
 fn pipeline(
