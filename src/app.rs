@@ -13,16 +13,31 @@ pub fn run(cli: Cli) -> Result<()> {
         None => crate::run::run(&cli.run, Until::All),
         Some(Command::Check(args)) => check(&args),
         Some(Command::Recipe(args)) => show_recipe(&args),
+        Some(Command::Sft(args)) => crate::run::run_eval(&args),
         Some(Command::Sample(args)) => crate::run::run(&args, Until::Sample),
         Some(Command::Grade(args)) => crate::grade::run(&args),
         Some(Command::Pairs(args)) => crate::run::run(&args, Until::Pairs),
-        Some(Command::Train(args)) => crate::run::run(&args, Until::Train),
+        Some(Command::Train(args)) => crate::run::run(&train_args(&args), Until::Train),
         Some(Command::Eval(args)) => crate::run::run_eval(&args),
         Some(Command::Score(args)) => crate::score::run(&args),
         Some(Command::Generate(args)) => crate::generation::run(&args),
         Some(Command::Reproduce(_)) => not_yet("reproduce"),
         Some(Command::Bench(args)) => crate::bench::run(&args),
+        Some(Command::Compare(args)) => crate::compare::run(&args.runs, &args.out),
     }
+}
+
+/// `trainer train --pairs F` is `trainer train` with `pairs.mode = "off_policy"` and that file.
+fn train_args(args: &crate::cli::TrainArgs) -> RunArgs {
+    let mut run = args.run.clone();
+    if let Some(p) = &args.pairs {
+        run.recipe.set.push("pairs.mode=\"off_policy\"".into());
+        run.recipe.set.push(format!(
+            "pairs.off_policy={}",
+            toml::Value::String(p.display().to_string())
+        ));
+    }
+    run
 }
 
 fn not_yet(stage: &str) -> Result<()> {

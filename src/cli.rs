@@ -45,14 +45,16 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the resolved recipe as TOML, each value annotated with where it came from.
     Recipe(RecipeCmdArgs),
+    /// Warm-start the built-in tiny model (supervised, on generated problems) and report its accuracy.
+    Sft(RunArgs),
     /// Sample N completions per question.
     Sample(RunArgs),
     /// Grade responses: `--grader gsm8k|math|exact|FILE.rhai --input F.jsonl`.
     Grade(GradeArgs),
     /// Build preference pairs from graded samples.
     Pairs(RunArgs),
-    /// Train on preference pairs.
-    Train(RunArgs),
+    /// Train on preference pairs (the pipeline's, or a TRL-style file with --pairs).
+    Train(TrainArgs),
     /// Evaluate accuracy on the held-out split.
     Eval(RunArgs),
     /// Score TRL-style pairs: per-pair log-probs, WPO means and loss, plus the gradient norm.
@@ -63,6 +65,28 @@ pub enum Command {
     Reproduce(ReproduceArgs),
     /// Measure training and sampling speed and memory.
     Bench(BenchArgs),
+    /// Compare finished runs: accuracy by method and weighting, mean ± std over seeds.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run folders (each with a summary.json).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Where to write the bar chart.
+    #[arg(long, default_value = "compare.png")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Train directly on these TRL-style pairs (`prompt`, `chosen`, `rejected`, optional
+    /// `ref_*_logps` and `weight`); reference log-probs are computed once when absent.
+    #[arg(long, value_name = "FILE")]
+    pub pairs: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,15 +6,16 @@ use anyhow::Result;
 
 use crate::cli::GenerateArgs;
 use crate::model::{ChatTemplate, GenRequest, SamplingParams, generate, load_model};
-use crate::recipe::{self, RecipeInput};
 use crate::rng;
 
 /// Prints the continuation of `--prompt` to stdout.
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let recipe = recipe::load(&RecipeInput::default())?.resolve()?;
     let model = load_model(&args.model, None)?;
     let text = if args.chat {
-        ChatTemplate::from_recipe(&recipe.model.template, &recipe.model.system).prompt(&args.prompt)
+        ChatTemplate::ChatMl {
+            system: String::new(),
+        }
+        .prompt(&args.prompt)
     } else {
         args.prompt.clone()
     };

@@ -30,6 +30,8 @@ pub struct ScoreRow {
     pub rejected_tokens: usize,
     pub chosen_wpo: f64,
     pub rejected_wpo: f64,
+    /// `exp(chosen_wpo + rejected_wpo)`, clamped at 1 unless `loss.wpo_clamp = false`.
+    pub wpo_weight: f64,
     /// The pair's loss (after any WPO weighting); `None` when the hook returns a scalar.
     pub loss: Option<f64>,
 }
@@ -113,6 +115,10 @@ pub fn score_pairs(
         }
         let per_pair = per_pair.map(|t| to_f64(&t)).transpose()?;
         let (cw, rw) = (to_f64(&fwd.chosen_wpo)?, to_f64(&fwd.rejected_wpo)?);
+        let clamp = !matches!(
+            loss.weighting,
+            crate::recipe::Weighting::Wpo { clamp: false }
+        );
         for i in 0..chunk.len() {
             rows.push(ScoreRow {
                 chosen_logps: chosen[i],
@@ -121,6 +127,10 @@ pub fn score_pairs(
                 rejected_tokens: fwd.rejected_tokens[i],
                 chosen_wpo: cw[i],
                 rejected_wpo: rw[i],
+                wpo_weight: {
+                    let w = (cw[i] + rw[i]).exp();
+                    if clamp { w.min(1.0) } else { w }
+                },
                 loss: per_pair.as_ref().map(|v| v[i]),
             });
         }

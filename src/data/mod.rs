@@ -1,5 +1,6 @@
 //! Reading datasets: JSONL files with line-numbered errors, and the record types built from them.
 
+pub mod arith;
 mod examples;
 mod jsonl;
 mod pairs;

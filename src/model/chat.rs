@@ -47,14 +47,6 @@ impl ChatTemplate {
                 .replace("{prompt}", user),
         }
     }
-
-    /// The text that closes an assistant turn (appended to gold solutions used as responses).
-    pub fn end_of_turn(&self) -> &'static str {
-        match self {
-            ChatTemplate::ChatMl { .. } => "<|im_end|>",
-            _ => "",
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub use resolve::{LOSS_BATCH_FIELDS, WEIGHT_STATS_FIELDS};
 pub use schema::RawRecipe;
 pub use spec::{
     DTypeChoice, DataFormat, DataSource, DataSpec, EvalData, EvalSpec, GradeSpec, HookParam,
-    HookSource, Limit, LossSpec, ModelSource, ModelSpec, OutDir, PairRule, PairSpec, Recipe,
-    RunSpec, SampleSpec, SamplingBackend, Schedule, ScriptChoice, ScriptLimits, TemplateChoice,
-    TokenizerChoice, TrainSpec, WeightPlacement, WeightSpec, Weighting,
+    HookSource, Limit, LossSpec, ModelSource, ModelSpec, OutDir, PairMode, PairRule, PairSpec,
+    Recipe, RunSpec, SampleSpec, SamplingBackend, Schedule, ScriptChoice, ScriptLimits, SftSpec,
+    TemplateChoice, TokenizerChoice, TrainSpec, WeightPlacement, WeightSpec, Weighting,
 };

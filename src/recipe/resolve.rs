@@ -155,6 +155,7 @@ impl Layered {
             run: run(&ctx, &r.run)?,
             script: script_limits(&ctx, &r.script)?,
             model: model(&ctx, &r.model)?,
+            sft: sft(&ctx, &r.sft)?,
             data: data(&ctx, &r.data)?,
             sampling: sampling(&ctx, &r.sampling)?,
             grade: GradeSpec {
@@ -253,6 +254,38 @@ fn model(ctx: &Ctx, r: &RawModel) -> Result<ModelSpec> {
     })
 }
 
+fn sft(ctx: &Ctx, r: &RawSft) -> Result<SftSpec> {
+    let heads = ctx.at_least_one("sft.num_heads", r.num_heads)?;
+    let kv = ctx.at_least_one("sft.num_kv_heads", r.num_kv_heads)?;
+    let hidden = ctx.at_least_one("sft.hidden_size", r.hidden_size)?;
+    if !heads.is_multiple_of(kv) {
+        return Err(ctx.bad(
+            "sft.num_kv_heads",
+            format!("must divide sft.num_heads = {heads}"),
+        ));
+    }
+    if !hidden.is_multiple_of(heads) || !(hidden / heads).is_multiple_of(2) {
+        return Err(ctx.bad(
+            "sft.hidden_size",
+            format!("must be a multiple of 2 x sft.num_heads = {}", 2 * heads),
+        ));
+    }
+    Ok(SftSpec {
+        hidden_size: hidden,
+        num_layers: ctx.at_least_one("sft.num_layers", r.num_layers)?,
+        num_heads: heads,
+        num_kv_heads: kv,
+        intermediate_size: ctx.at_least_one("sft.intermediate_size", r.intermediate_size)?,
+        init_seed: r.init_seed,
+        examples: ctx.at_least_one("sft.examples", r.examples)?,
+        steps: r.steps,
+        batch_size: ctx.at_least_one("sft.batch_size", r.batch_size)?,
+        lr: ctx.positive("sft.lr", r.lr)?,
+        warmup_ratio: ctx.in_range("sft.warmup_ratio", r.warmup_ratio, 0.0, 1.0)?,
+        data_seed: r.data_seed,
+    })
+}
+
 fn data_format(ctx: &Ctx, key: &str, v: &str) -> Result<DataFormat> {
     ctx.choice(
         key,
@@ -324,9 +357,31 @@ fn pairs(ctx: &Ctx, r: &RawPairs) -> Result<PairSpec> {
         "most_frequent_wrong" => PairRule::MostFrequentWrong,
         other => PairRule::Hook(non_empty_hook(ctx, "pairs.rule", other)?),
     };
+    let file = || -> Result<PathBuf> {
+        if r.off_policy.trim().is_empty() {
+            Err(ctx.bad(
+                "pairs.off_policy",
+                format!("pairs.mode = \"{}\" needs a pairs JSONL file here", r.mode),
+            ))
+        } else {
+            Ok(PathBuf::from(&r.off_policy))
+        }
+    };
+    let mode = match r.mode.as_str() {
+        "on_policy" => PairMode::OnPolicy,
+        "off_policy" => PairMode::OffPolicy(file()?),
+        "hybrid" => PairMode::Hybrid(file()?),
+        other => {
+            return Err(ctx.bad(
+                "pairs.mode",
+                format!("`{other}` is not one of: on_policy, off_policy, hybrid"),
+            ));
+        }
+    };
     Ok(PairSpec {
         rule,
         gold_fallback: r.gold_fallback,
+        mode,
     })
 }
 

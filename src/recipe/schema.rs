@@ -13,6 +13,7 @@ pub struct RawRecipe {
     pub run: RawRun,
     pub script: RawScript,
     pub model: RawModel,
+    pub sft: RawSft,
     pub data: RawData,
     pub sampling: RawSampling,
     pub grade: RawGrade,
@@ -53,6 +54,23 @@ pub struct RawModel {
     pub device: String,
     pub template: String,
     pub system: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSft {
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub intermediate_size: usize,
+    pub init_seed: u64,
+    pub examples: usize,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_ratio: f64,
+    pub data_seed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +120,8 @@ pub struct RawWeight {
 pub struct RawPairs {
     pub rule: String,
     pub gold_fallback: bool,
+    pub mode: String,
+    pub off_policy: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

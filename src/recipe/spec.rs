@@ -10,6 +10,7 @@ pub struct Recipe {
     pub run: RunSpec,
     pub script: ScriptLimits,
     pub model: ModelSpec,
+    pub sft: SftSpec,
     pub data: DataSpec,
     pub sampling: SampleSpec,
     pub grade: GradeSpec,
@@ -104,6 +105,23 @@ pub enum TokenizerChoice {
     File(PathBuf),
 }
 
+/// The built-in tiny model and its supervised warm start.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SftSpec {
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub intermediate_size: usize,
+    pub init_seed: u64,
+    pub examples: usize,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_ratio: f64,
+    pub data_seed: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataSource {
     Builtin(String),
@@ -192,10 +210,22 @@ pub enum PairRule {
     Hook(HookSource),
 }
 
+/// Which pairs train.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PairMode {
+    /// Pairs built from the policy's own samples.
+    OnPolicy,
+    /// Only the given pairs file.
+    OffPolicy(PathBuf),
+    /// Both: on-policy pairs, then the given file's pairs.
+    Hybrid(PathBuf),
+}
+
 #[derive(Debug, Clone)]
 pub struct PairSpec {
     pub rule: PairRule,
     pub gold_fallback: bool,
+    pub mode: PairMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

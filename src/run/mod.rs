@@ -16,6 +16,7 @@ pub use summary::{RunSummary, render, write_plots};
 
 use crate::batch::tokenize_pair;
 use crate::cli::RunArgs;
+use crate::data::arith::{self, Split};
 use crate::data::{Example, ExampleFormat, PairRecord, read_examples, read_pairs};
 use crate::error::user_error;
 use crate::eval::{EvalResult, EvalSetup, evaluate};
@@ -27,10 +28,12 @@ use crate::manifest::{
 use crate::model::{ChatTemplate, LoadedModel, load_model};
 use crate::pair::{PairInputs, PairRow, build_pairs};
 use crate::recipe::{
-    self, DataFormat, DataSource, EvalData, ModelSource, Recipe, RecipeInput, TokenizerChoice,
+    self, DataFormat, DataSource, EvalData, Limit, ModelSource, PairMode, Recipe, TokenizerChoice,
 };
 use crate::reference::fill_reference;
+use crate::rng;
 use crate::sample::run_sampling;
+use crate::sft::builtin_tiny;
 use crate::train::{StepMetrics, TrainOutputs, TrainPair, Trainer};
 use crate::weigh::{question_stats, weigh};
 
@@ -51,6 +54,7 @@ struct Run {
     model: LoadedModel,
     template: ChatTemplate,
     model_sha: String,
+    model_path: PathBuf,
     timings: Vec<(String, f64)>,
 }
 
@@ -64,20 +68,57 @@ impl Run {
     }
 }
 
-fn local_path(source: &DataSource, key: &str) -> Result<PathBuf> {
-    match source {
-        DataSource::File(p) => Ok(p.clone()),
-        DataSource::Builtin(name) => Err(user_error(format!(
-            "{key} = \"builtin:{name}\": the built-in task is not available in this build yet"
-        ))),
+/// The file behind a data source; built-in data is generated into the cache first.
+fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<PathBuf> {
+    let name = match source {
+        DataSource::File(p) => return Ok(p.clone()),
+        DataSource::Builtin(name) => name.as_str(),
+    };
+    let count_of = |limit: Limit, default: usize| match limit {
+        Limit::First(n) => n,
+        Limit::All => default,
+    };
+    let (split, count) = match name {
+        "arith" => (Split::Train, count_of(recipe.data.limit, 256)),
+        "arith-eval" => (Split::Eval, count_of(recipe.eval.limit, 200)),
+        other => {
+            return Err(user_error(format!(
+                "{key} = \"builtin:{other}\": unknown built-in data (arith, arith-eval)"
+            )));
+        }
+    };
+    if recipe.data.format != DataFormat::Gsm8k {
+        return Err(user_error(format!(
+            "{key} = \"builtin:{name}\" needs data.format = \"gsm8k\""
+        )));
     }
+    let seed = recipe.sft.data_seed;
+    let stream = match split {
+        Split::Train => rng::derive(seed, &[rng::hash_str("questions")]),
+        Split::Eval => seed,
+    };
+    let path = recipe
+        .run
+        .cache
+        .join("data")
+        .join(format!("{name}-{seed}-{count}.jsonl"));
+    if !path.is_file() {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        let text = arith::to_jsonl(&arith::generate(count, split, stream));
+        write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(path)
 }
 
-fn model_path(recipe: &Recipe) -> Result<PathBuf> {
+/// The model folder or file; the built-in model is warm-started (or taken from the cache).
+fn model_path(recipe: &Recipe, template: &ChatTemplate) -> Result<PathBuf> {
     match &recipe.model.source {
         ModelSource::Path(p) => Ok(p.clone()),
+        ModelSource::Builtin(name) if name == "tiny" => {
+            builtin_tiny(&recipe.sft, template, &recipe.run.cache)
+        }
         ModelSource::Builtin(name) => Err(user_error(format!(
-            "model.path = \"builtin:{name}\": the built-in model is not available in this build yet"
+            "model.path = \"builtin:{name}\": unknown built-in model (tiny)"
         ))),
     }
 }
@@ -86,7 +127,7 @@ fn model_path(recipe: &Recipe) -> Result<PathBuf> {
 pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     let started = Instant::now();
     let mut run = open_run(args)?;
-    let model_path = model_path(&run.recipe)?;
+    let model_path = run.model_path.clone();
     let mut summary = RunSummary {
         run_dir: run.dir.display().to_string(),
         ..RunSummary::default()
@@ -104,13 +145,8 @@ pub fn run_eval(args: &RunArgs) -> Result<()> {
             "eval.data is empty: there is nothing to evaluate",
         ));
     };
-    write_manifest(
-        &run,
-        &model_path(&run.recipe)?,
-        (&path, &sha256_path(&path)?),
-        None,
-        None,
-    )?;
+    let model_path = run.model_path.clone();
+    write_manifest(&run, &model_path, (&path, &sha256_path(&path)?), None, None)?;
     let result = run.timed("eval", |r| eval_stage(r, &examples, "before", true))?;
     write_json_atomic(
         &run.dir.join("eval.json"),
@@ -125,6 +161,17 @@ pub fn run_eval(args: &RunArgs) -> Result<()> {
 }
 
 fn finish(run: &Run, mut summary: RunSummary, started: Instant) -> Result<()> {
+    summary.hooks = run
+        .hooks
+        .describe()
+        .into_iter()
+        .map(|(k, v)| (k.name().to_string(), v))
+        .collect();
+    summary.weighting = match run.recipe.loss.weighting {
+        crate::recipe::Weighting::None => "none".into(),
+        crate::recipe::Weighting::Wpo { .. } => "wpo".into(),
+    };
+    summary.seed = run.recipe.run.seed;
     summary.timings = run.timings.clone();
     summary.total_seconds = started.elapsed().as_secs_f64();
     write_json_atomic(&run.dir.join("summary.json"), &summary)?;
@@ -134,19 +181,13 @@ fn finish(run: &Run, mut summary: RunSummary, started: Instant) -> Result<()> {
 
 /// Resolves the recipe, compiles the hooks, creates the run folder and loads the model.
 fn open_run(args: &RunArgs) -> Result<Run> {
-    let input = RecipeInput {
-        config: args.recipe.config.clone(),
-        sets: args.recipe.set.clone(),
-        script: args.script.clone(),
-        out: args.out.clone(),
-    };
-    let layered = recipe::load(&input)?;
+    let layered = recipe::load(&crate::app::recipe_input(args))?;
     let recipe = layered.resolve()?;
     let hooks = HookSet::load(&recipe)?;
     for (kind, source) in hooks.describe() {
         tracing::info!("hook {}: {source}", kind.signature());
     }
-    let model_path = model_path(&recipe)?;
+    let template = ChatTemplate::from_recipe(&recipe.model.template, &recipe.model.system);
     let dir = create_run_dir(&recipe.run)?;
     write_atomic(
         &dir.join("recipe.toml"),
@@ -157,9 +198,9 @@ fn open_run(args: &RunArgs) -> Result<Run> {
         TokenizerChoice::File(p) => Some(p.clone()),
         TokenizerChoice::FromModel => None,
     };
+    let model_path = model_path(&recipe, &template)?;
     tracing::info!("loading {}", model_path.display());
     let model = load_model(&model_path, tokenizer.as_deref())?;
-    let template = ChatTemplate::from_recipe(&recipe.model.template, &recipe.model.system);
     let model_sha = sha256_path(&model_path)?;
     Ok(Run {
         recipe,
@@ -168,6 +209,7 @@ fn open_run(args: &RunArgs) -> Result<Run> {
         model,
         template,
         model_sha,
+        model_path,
         timings: Vec::new(),
     })
 }
@@ -179,7 +221,7 @@ fn pipeline(
     model_path: &Path,
 ) -> Result<()> {
     let spec = run.recipe.data.clone();
-    let train_path = local_path(&spec.source, "data.train")?;
+    let train_path = local_path(&spec.source, "data.train", &run.recipe)?;
     let eval_examples = if until == Until::All {
         eval_examples(run)?
     } else {
@@ -206,11 +248,19 @@ fn pipeline(
         let r = run.timed("eval before", |r| eval_stage(r, ex, "before", true))?;
         summary.eval_before = Some(r);
     }
-    let (mut records, mut rows) = if spec.format == DataFormat::Pairs {
+    let (off_policy, only_off_policy) = match &run.recipe.pairs.mode {
+        PairMode::OnPolicy => (Vec::new(), false),
+        PairMode::OffPolicy(p) => (read_pairs(p)?, true),
+        PairMode::Hybrid(p) => (read_pairs(p)?, false),
+    };
+    let (mut records, mut rows) = if only_off_policy {
+        (Vec::new(), None)
+    } else if spec.format == DataFormat::Pairs {
         let pairs = read_pairs(&train_path)?;
-        let limited = crate::data::select(pairs, spec.limit, spec.shuffle_seed);
-        summary.pairs = limited.len();
-        (limited, None)
+        (
+            crate::data::select(pairs, spec.limit, spec.shuffle_seed),
+            None,
+        )
     } else {
         let fmt = ExampleFormat {
             format: spec.format,
@@ -225,20 +275,17 @@ fn pipeline(
         };
         (rows.iter().map(PairRow::record).collect(), Some(rows))
     };
+    let own = records.len();
+    records.extend(off_policy);
+    summary.pairs = records.len();
+    if records.is_empty() {
+        return Err(user_error("no preference pairs to train on"));
+    }
     let (batch, max_len) = (run.recipe.train.batch_size, run.recipe.train.max_length);
     run.timed("reference", |r| {
         fill_reference(&r.model, &mut records, batch, max_len)
     })?;
-    match rows.as_mut() {
-        Some(rows) => {
-            for (row, rec) in rows.iter_mut().zip(&records) {
-                row.ref_chosen_logps = rec.ref_chosen_logps;
-                row.ref_rejected_logps = rec.ref_rejected_logps;
-            }
-            write_jsonl(&run.dir.join("pairs.jsonl"), rows)?;
-        }
-        None => write_jsonl(&run.dir.join("pairs.jsonl"), &records)?,
-    }
+    write_pair_files(run, rows.as_mut(), &records, own)?;
     if until == Until::Pairs {
         return Ok(());
     }
@@ -319,6 +366,15 @@ fn question_stage(
             ))
         })
         .collect();
+    let first_eos: Vec<u32> = run
+        .model
+        .tokenizer
+        .eos_ids()
+        .iter()
+        .take(1)
+        .copied()
+        .collect();
+    let eos_text = run.model.tokenizer.decode(&first_eos)?;
     let responses: Vec<String> = completions
         .iter()
         .map(|c| run.model.tokenizer.decode(&c.token_ids))
@@ -331,7 +387,7 @@ fn question_stage(
         weights: &weights,
         prompts: &prompts,
         responses: &responses,
-        end_of_turn: run.template.end_of_turn(),
+        end_of_turn: &eos_text,
         gold_fallback: run.recipe.pairs.gold_fallback,
         seed: run.recipe.run.seed,
     };
@@ -344,6 +400,30 @@ fn question_stage(
         ));
     }
     Ok(Some(rows))
+}
+
+/// `pairs.jsonl` (the on-policy rows with their reference log-probs, or the given pairs) and
+/// `off_policy_pairs.jsonl` in hybrid mode.
+fn write_pair_files(
+    run: &Run,
+    rows: Option<&mut Vec<PairRow>>,
+    records: &[PairRecord],
+    own: usize,
+) -> Result<()> {
+    match rows {
+        Some(rows) => {
+            for (row, rec) in rows.iter_mut().zip(&records[..own]) {
+                row.ref_chosen_logps = rec.ref_chosen_logps;
+                row.ref_rejected_logps = rec.ref_rejected_logps;
+            }
+            write_jsonl(&run.dir.join("pairs.jsonl"), rows)?;
+            if records.len() > own {
+                write_jsonl(&run.dir.join("off_policy_pairs.jsonl"), &records[own..])?;
+            }
+            Ok(())
+        }
+        None => write_jsonl(&run.dir.join("pairs.jsonl"), records),
+    }
 }
 
 fn train_stage(run: &mut Run, records: &[PairRecord]) -> Result<Vec<StepMetrics>> {
@@ -383,7 +463,7 @@ fn eval_examples(run: &Run) -> Result<Option<(PathBuf, Vec<Example>)>> {
     let EvalData::Source(source) = &run.recipe.eval.data else {
         return Ok(None);
     };
-    let path = local_path(source, "eval.data")?;
+    let path = local_path(source, "eval.data", &run.recipe)?;
     let d = &run.recipe.data;
     let format = if d.format == DataFormat::Pairs {
         DataFormat::Gsm8k
@@ -417,7 +497,7 @@ fn eval_stage(
         let EvalData::Source(source) = &e.data else {
             unreachable!("eval examples exist only with eval data")
         };
-        let eval_sha = sha256_path(&local_path(source, "eval.data")?)?;
+        let eval_sha = sha256_path(&local_path(source, "eval.data", &run.recipe)?)?;
         let selection = format!("{:?}", e.limit);
         let key = keys::eval_key(&run.model_sha, &eval_sha, &selection, &setup);
         Some(

@@ -16,6 +16,11 @@ use crate::train::StepMetrics;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
     pub run_dir: String,
+    /// Where each hook came from (`grade`, `weight`, `pair`, `loss` → file).
+    pub hooks: std::collections::BTreeMap<String, String>,
+    /// `loss.weighting` ("none" or "wpo").
+    pub weighting: String,
+    pub seed: u64,
     pub questions: usize,
     pub samples: usize,
     pub sample_accuracy: f64,

@@ -53,6 +53,10 @@ pub const PLUGINS: &[(&str, &str)] = &[
         "weight/uniform.rhai",
         include_str!("../../plugins/weight/uniform.rhai"),
     ),
+    (
+        "weight/wpo.rhai",
+        include_str!("../../plugins/weight/wpo.rhai"),
+    ),
 ];
 
 /// The text of `plugins/<key>` (e.g. `loss/dpo.rhai`).

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per area.
 
+mod builtin;
 mod common;
 mod dpo_parity;
 mod grading;
@@ -12,3 +13,4 @@ mod scripts;
 mod smollm2;
 mod tiny_models;
 mod weights;
+mod wpo;

@@ -327,3 +327,69 @@ fn killed_sampling_resumes_without_resampling_finished_questions() {
     );
     assert_eq!(lines(&out_dir.join("samples.jsonl")).len(), 80);
 }
+
+fn trl_pairs(dir: &Path) -> PathBuf {
+    let lines: Vec<String> = (0..5)
+        .map(|i| {
+            serde_json::json!({"prompt": format!("What is {i} + 1?\n"), "chosen": format!("{i} + 1 = {}\n#### {}<|im_end|>", i + 1, i + 1), "rejected": "I do not know.<|im_end|>"})
+                .to_string()
+        })
+        .collect();
+    write(dir, "offpolicy.jsonl", &(lines.join("\n") + "\n"))
+}
+
+#[test]
+fn train_runs_directly_from_a_trl_pairs_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let pairs = trl_pairs(dir.path());
+    let out_dir = dir.path().join("offpolicy-run");
+    let out = trainer(
+        &[
+            "train",
+            "--config",
+            recipe.to_str().unwrap(),
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = lines(&out_dir.join("pairs.jsonl"));
+    assert_eq!(written.len(), 5);
+    assert!(
+        written
+            .iter()
+            .all(|p| p["ref_chosen_logps"].as_f64().is_some())
+    );
+    assert!(
+        !out_dir.join("samples.jsonl").exists(),
+        "off-policy training samples nothing"
+    );
+    assert!(!lines(&out_dir.join("metrics.jsonl")).is_empty());
+}
+
+#[test]
+fn hybrid_mode_trains_on_policy_and_off_policy_pairs_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let pairs = trl_pairs(dir.path());
+    let off = format!("pairs.off_policy=\"{}\"", pairs.display());
+    let out = run(
+        dir.path(),
+        &recipe,
+        "hybrid",
+        &["eval.data=\"\"", "pairs.mode=\"hybrid\"", &off],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let own = lines(&dir.path().join("hybrid/pairs.jsonl")).len();
+    let extra = lines(&dir.path().join("hybrid/off_policy_pairs.jsonl"));
+    assert_eq!(extra.len(), 5);
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("hybrid/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["pairs"].as_u64().unwrap() as usize, own + 5);
+}

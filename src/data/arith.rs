@@ -1,0 +1,269 @@
+//! The built-in arithmetic world: seeded word problems with integer answers in five difficulty
+//! levels, each with a worked step-by-step solution ending `#### N`. A problem's split (train or
+//! eval) is decided by a hash of its arithmetic, so the splits are disjoint by construction.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::rng::{self, Rng};
+
+const NAMES: [&str; 10] = [
+    "Ann", "Ben", "Cara", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jo",
+];
+const ITEMS: [&str; 8] = [
+    "apples", "pens", "cards", "books", "eggs", "coins", "shells", "stamps",
+];
+
+/// Which side of the split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Eval,
+}
+
+/// One generated problem.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArithProblem {
+    pub level: u8,
+    pub question: String,
+    /// The worked solution, ending `#### N`.
+    pub answer: String,
+    pub value: i64,
+    /// The arithmetic alone (level, form, operands): what decides the split.
+    #[serde(skip)]
+    pub key: String,
+}
+
+/// The split a problem belongs to: one in seven goes to eval.
+pub fn split_of(key: &str) -> Split {
+    if rng::hash_str(key).is_multiple_of(7) {
+        Split::Eval
+    } else {
+        Split::Train
+    }
+}
+
+fn step(a: i64, op: char, b: i64) -> (i64, String) {
+    let v = match op {
+        '+' => a + b,
+        '-' => a - b,
+        _ => a * b,
+    };
+    (v, format!("{a} {op} {b} = {v}"))
+}
+
+fn finish(
+    level: u8,
+    form: u8,
+    operands: &[i64],
+    question: String,
+    steps: Vec<String>,
+    value: i64,
+) -> ArithProblem {
+    let mut answer = steps.join("\n");
+    answer.push_str(&format!("\n#### {value}"));
+    let key = format!("{level}:{form}:{operands:?}");
+    ArithProblem {
+        level,
+        question,
+        answer,
+        value,
+        key,
+    }
+}
+
+/// One problem of `level` (1–5).
+pub fn problem(level: u8, rng: &mut Rng) -> ArithProblem {
+    let name = NAMES[rng.below(NAMES.len() as u64) as usize];
+    let item = ITEMS[rng.below(ITEMS.len() as u64) as usize];
+    let mut int = |lo: i64, hi: i64| lo + rng.below((hi - lo + 1) as u64) as i64;
+    match level {
+        1 => {
+            let (a, b) = (int(1, 9), int(1, 9));
+            if int(0, 1) == 0 {
+                let (v, s) = step(a, '+', b);
+                finish(
+                    1,
+                    0,
+                    &[a, b],
+                    format!("{name} has {a} {item} and gets {b} more. How many {item} now?"),
+                    vec![s],
+                    v,
+                )
+            } else {
+                let (hi, lo) = (a.max(b) + 5, a.min(b));
+                let (v, s) = step(hi, '-', lo);
+                finish(
+                    1,
+                    1,
+                    &[hi, lo],
+                    format!(
+                        "{name} has {hi} {item} and gives away {lo}. How many {item} are left?"
+                    ),
+                    vec![s],
+                    v,
+                )
+            }
+        }
+        2 => {
+            let (a, b) = (int(10, 59), int(10, 39));
+            if int(0, 1) == 0 {
+                let (v, s) = step(a, '+', b);
+                finish(
+                    2,
+                    0,
+                    &[a, b],
+                    format!(
+                        "{name} had {a} {item}. Then {name} found {b} more. How many {item} in all?"
+                    ),
+                    vec![s],
+                    v,
+                )
+            } else {
+                let (v, s) = step(a + b, '-', b);
+                finish(
+                    2,
+                    1,
+                    &[a + b, b],
+                    format!(
+                        "A box held {} {item}. {name} took {b}. How many {item} stay in the box?",
+                        a + b
+                    ),
+                    vec![s],
+                    v,
+                )
+            }
+        }
+        3 => {
+            let (a, b, c) = (int(2, 9), int(2, 9), int(1, 20));
+            let (p, s1) = step(a, '*', b);
+            let (v, s2) = step(p, '+', c);
+            finish(
+                3,
+                0,
+                &[a, b, c],
+                format!(
+                    "{name} has {a} bags with {b} {item} in each, and {c} loose {item}. How many {item} in total?"
+                ),
+                vec![s1, s2],
+                v,
+            )
+        }
+        4 => {
+            let (a, b, c) = (int(5, 40), int(5, 40), int(5, 40));
+            let (p, s1) = step(a, '+', b);
+            let (v, s2) = step(p, '+', c);
+            finish(
+                4,
+                0,
+                &[a, b, c],
+                format!(
+                    "{name} buys {a} {item}, then {b}, then {c}. How many {item} did {name} buy?"
+                ),
+                vec![s1, s2],
+                v,
+            )
+        }
+        _ => {
+            let (a, b) = (int(2, 9), int(3, 9));
+            let c = int(1, a * b - 1);
+            let (p, s1) = step(a, '*', b);
+            let (v, s2) = step(p, '-', c);
+            finish(
+                5,
+                0,
+                &[a, b, c],
+                format!(
+                    "There are {a} rows of {b} {item}. {name} removes {c}. How many {item} remain?"
+                ),
+                vec![s1, s2],
+                v,
+            )
+        }
+    }
+}
+
+/// `n` distinct problems of `split`, levels cycling 1..=5, drawn from a generator seeded by
+/// (`seed`, split).
+pub fn generate(n: usize, split: Split, seed: u64) -> Vec<ArithProblem> {
+    let tag = match split {
+        Split::Train => "arith-train",
+        Split::Eval => "arith-eval",
+    };
+    let mut rng = Rng::derived(seed, &[rng::hash_str(tag)]);
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    let mut level = 0u8;
+    let mut attempts = 0usize;
+    while out.len() < n && attempts < n * 1000 + 10_000 {
+        attempts += 1;
+        let p = problem(level % 5 + 1, &mut rng);
+        if split_of(&p.key) != split || !seen.insert(p.question.clone()) {
+            continue;
+        }
+        level = level.wrapping_add(1);
+        out.push(p);
+    }
+    out
+}
+
+/// The problems as GSM8K-format JSONL (`question`, `answer`).
+pub fn to_jsonl(problems: &[ArithProblem]) -> String {
+    let mut out = String::new();
+    for p in problems {
+        out.push_str(
+            &serde_json::json!({"question": p.question, "answer": p.answer, "level": p.level})
+                .to_string(),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grade::{grade_gsm8k, gsm8k_gold};
+
+    #[test]
+    fn every_answer_is_the_value_of_its_steps() {
+        for p in generate(500, Split::Train, 3) {
+            let gold = gsm8k_gold(&p.answer);
+            assert_eq!(gold, p.value.to_string(), "{}", p.answer);
+            assert!(grade_gsm8k(&p.answer, &gold).is_correct());
+            for line in p.answer.lines().filter(|l| l.contains('=')) {
+                let (lhs, rhs) = line.split_once(" = ").unwrap();
+                let parts: Vec<&str> = lhs.split(' ').collect();
+                let (a, b): (i64, i64) = (parts[0].parse().unwrap(), parts[2].parse().unwrap());
+                let expect = match parts[1] {
+                    "+" => a + b,
+                    "-" => a - b,
+                    _ => a * b,
+                };
+                assert_eq!(rhs.parse::<i64>().unwrap(), expect, "{line}");
+            }
+            assert!(p.value >= 0);
+        }
+    }
+
+    #[test]
+    fn splits_are_disjoint_and_generation_is_seeded() {
+        let train = generate(800, Split::Train, 1);
+        let eval = generate(200, Split::Eval, 1);
+        let train_keys: HashSet<&str> = train.iter().map(|p| p.key.as_str()).collect();
+        assert!(eval.iter().all(|p| !train_keys.contains(p.key.as_str())));
+        assert_eq!(generate(50, Split::Train, 1), train[..50].to_vec());
+        assert_ne!(generate(50, Split::Train, 2), train[..50].to_vec());
+        assert_eq!(eval.len(), 200);
+    }
+
+    #[test]
+    fn all_five_levels_appear() {
+        let levels: HashSet<u8> = generate(20, Split::Train, 9)
+            .iter()
+            .map(|p| p.level)
+            .collect();
+        assert_eq!(levels.len(), 5);
+    }
+}
