@@ -1,4 +1,5 @@
-//! The number of compute threads, fixed once per process.
+//! Process-wide compute settings, fixed once: the number of compute threads and the allocator's
+//! reuse of freed memory.
 //!
 //! candle asks for the number of physical cores on every matrix product; without
 //! `RAYON_NUM_THREADS` that means parsing `/proc/cpuinfo` thousands of times per training step
@@ -9,9 +10,11 @@ use std::sync::Once;
 
 static INIT: Once = Once::new();
 
-/// Sets `RAYON_NUM_THREADS` to the available parallelism unless the user set it.
+/// Sets `RAYON_NUM_THREADS` to the available parallelism unless the user set it, and tunes the
+/// allocator (see [`keep_freed_memory`]).
 pub fn init() {
     INIT.call_once(|| {
+        keep_freed_memory();
         if std::env::var_os("RAYON_NUM_THREADS").is_none() {
             let n = std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -21,4 +24,19 @@ pub fn init() {
             unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
         }
     });
+}
+
+/// Every candle op allocates its output; with glibc's defaults, buffers above 128 KiB are fresh
+/// `mmap`s and freed memory at the top of the heap goes back to the kernel, so each training step
+/// page-faults its working set in again. Measured on the built-in model (150 SFT steps, 2 threads):
+/// 21.2 s with 14.8 s of system time before, 12.4 s with 1.0 s after. Buffers up to 32 MiB now come
+/// from the heap, and freed heap memory is kept for the next step.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
 }
