@@ -44,12 +44,14 @@ pub fn sft_key(spec: &SftSpec, template: &ChatTemplate) -> String {
     struct Key<'a> {
         kind: &'static str,
         version: String,
+        generator: u32,
         spec: &'a SftSpec,
         template: String,
     }
     let key = Key {
         kind: "sft",
         version: trainer_version(),
+        generator: crate::data::arith::GENERATOR_VERSION,
         spec,
         template: format!("{template:?}"),
     };

@@ -16,6 +16,10 @@ const ITEMS: [&str; 8] = [
     "apples", "pens", "cards", "books", "eggs", "coins", "shells", "stamps",
 ];
 
+/// The generator's version: part of every cache key built from generated problems, so that a
+/// change to the levels never reuses data or a warm-started model made by the old generator.
+pub const GENERATOR_VERSION: u32 = 2;
+
 /// Which side of the split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {

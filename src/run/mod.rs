@@ -79,7 +79,7 @@ fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<PathBuf
         Limit::All => default,
     };
     let (split, count) = match name {
-        "arith" => (Split::Train, count_of(recipe.data.limit, 256)),
+        "arith" => (Split::Train, count_of(recipe.data.limit, 1024)),
         "arith-eval" => (Split::Eval, count_of(recipe.eval.limit, 200)),
         other => {
             return Err(user_error(format!(
@@ -97,11 +97,10 @@ fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<PathBuf
         Split::Train => rng::derive(seed, &[rng::hash_str("questions")]),
         Split::Eval => seed,
     };
-    let path = recipe
-        .run
-        .cache
-        .join("data")
-        .join(format!("{name}-{seed}-{count}.jsonl"));
+    let path = recipe.run.cache.join("data").join(format!(
+        "{name}-v{}-{seed}-{count}.jsonl",
+        arith::GENERATOR_VERSION
+    ));
     if !path.is_file() {
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
         let text = arith::to_jsonl(&arith::generate(count, split, stream));
