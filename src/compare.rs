@@ -141,6 +141,13 @@ pub fn render(groups: &[Group]) -> String {
     out
 }
 
+/// A weighting name short enough to sit under a bar.
+fn short(weighting: &str) -> String {
+    weighting
+        .replace("plug_and_play", "pnp")
+        .replace("uniform", "unif")
+}
+
 /// The `trainer compare` command: prints the table and writes the chart to `out`.
 pub fn run(runs: &[PathBuf], out: &Path) -> Result<()> {
     if runs.is_empty() {
@@ -153,7 +160,7 @@ pub fn run(runs: &[PathBuf], out: &Path) -> Result<()> {
         .map(|g| {
             let (a, sd) = mean_std(&g.after);
             Bar {
-                label: format!("{} {}", g.method, g.weighting),
+                label: format!("{}\n{}", g.method, short(&g.weighting)),
                 value: 100.0 * a,
                 error: 100.0 * sd,
             }

@@ -175,7 +175,8 @@ fn legend(c: &mut Canvas, i: usize, text: &str, color: Rgb) {
     c.text(x + 28, y, text, 2, BLACK);
 }
 
-/// Bars with error bars; values start from 0.
+/// Bars with error bars; values start from 0. A label may hold a second line after `\n`; bars
+/// with the same second line share a colour (one series), otherwise each bar has its own.
 pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Canvas {
     let mut c = Canvas::new(W, H);
     let hi = bars
@@ -194,8 +195,18 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Canvas {
     };
     axes(&mut c, &f, title, "", y_label, false);
     let zero = f.py(0.0);
+    let mut series: Vec<&str> = Vec::new();
     for (i, b) in bars.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+        let (first, second) = b.label.split_once('\n').unwrap_or((&b.label, ""));
+        let slot = if second.is_empty() {
+            i
+        } else {
+            series.iter().position(|s| *s == second).unwrap_or_else(|| {
+                series.push(second);
+                series.len() - 1
+            })
+        };
+        let color = PALETTE[slot % PALETTE.len()];
         let (xa, xb) = (f.px(i as f64 + 0.15), f.px(i as f64 + 0.85));
         c.fill_rect(xa, f.py(b.value), xb, zero, color);
         if b.error > 0.0 {
@@ -205,13 +216,18 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Canvas {
             c.line((xm - 6, ya), (xm + 6, ya), BLACK, 2);
             c.line((xm - 6, yb), (xm + 6, yb), BLACK, 2);
         }
-        let max_chars = ((xb - xa) / 12).max(3) as usize;
-        let text: String = b.label.chars().take(max_chars).collect();
-        c.text_centered((xa + xb) / 2, H as i64 - BOTTOM + 10, &text, 2, BLACK);
+        let slot_width = f.px(i as f64 + 1.0) - f.px(i as f64);
+        let max_chars = (slot_width / 12).max(3) as usize;
+        for (line, text) in [first, second].into_iter().enumerate() {
+            let text: String = text.chars().take(max_chars).collect();
+            let y = H as i64 - BOTTOM + 10 + 22 * line as i64;
+            c.text_centered((xa + xb) / 2, y, &text, 2, BLACK);
+        }
+        let value = format!("{:.1}", b.value);
         c.text_centered(
             (xa + xb) / 2,
             f.py(b.value + b.error) - 18,
-            &label(b.value),
+            &value,
             2,
             DARK_GREY,
         );
