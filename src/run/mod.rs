@@ -3,6 +3,7 @@
 //! folder and reusing content-keyed caches.
 
 mod folder;
+mod inputs;
 mod keys;
 mod summary;
 
@@ -16,7 +17,6 @@ pub use summary::{RunSummary, render, write_plots};
 
 use crate::batch::tokenize_pair;
 use crate::cli::RunArgs;
-use crate::data::arith::{self, Split};
 use crate::data::{Example, ExampleFormat, PairRecord, read_examples, read_pairs};
 use crate::error::user_error;
 use crate::eval::{EvalResult, EvalSetup, evaluate};
@@ -27,15 +27,13 @@ use crate::manifest::{
 };
 use crate::model::{ChatTemplate, LoadedModel, load_model};
 use crate::pair::{PairInputs, PairRow, build_pairs};
-use crate::recipe::{
-    self, DataFormat, DataSource, EvalData, Limit, ModelSource, PairMode, Recipe, TokenizerChoice,
-};
+use crate::recipe::{self, DataFormat, EvalData, PairMode, Recipe, TokenizerChoice};
 use crate::reference::fill_reference;
-use crate::rng;
 use crate::sample::run_sampling;
-use crate::sft::builtin_tiny;
+
 use crate::train::{StepMetrics, TrainOutputs, TrainPair, Trainer};
 use crate::weigh::{question_stats, weigh};
+use inputs::{local_path, model_path};
 
 /// How far a command goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,60 +63,6 @@ impl Run {
         self.timings
             .push((stage.to_string(), started.elapsed().as_secs_f64()));
         Ok(out)
-    }
-}
-
-/// The file behind a data source; built-in data is generated into the cache first.
-fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<PathBuf> {
-    let name = match source {
-        DataSource::File(p) => return Ok(p.clone()),
-        DataSource::Builtin(name) => name.as_str(),
-    };
-    let count_of = |limit: Limit, default: usize| match limit {
-        Limit::First(n) => n,
-        Limit::All => default,
-    };
-    let (split, count) = match name {
-        "arith" => (Split::Train, count_of(recipe.data.limit, 1024)),
-        "arith-eval" => (Split::Eval, count_of(recipe.eval.limit, 200)),
-        other => {
-            return Err(user_error(format!(
-                "{key} = \"builtin:{other}\": unknown built-in data (arith, arith-eval)"
-            )));
-        }
-    };
-    if recipe.data.format != DataFormat::Gsm8k {
-        return Err(user_error(format!(
-            "{key} = \"builtin:{name}\" needs data.format = \"gsm8k\""
-        )));
-    }
-    let seed = recipe.sft.data_seed;
-    let stream = match split {
-        Split::Train => rng::derive(seed, &[rng::hash_str("questions")]),
-        Split::Eval => seed,
-    };
-    let path = recipe.run.cache.join("data").join(format!(
-        "{name}-v{}-{seed}-{count}.jsonl",
-        arith::GENERATOR_VERSION
-    ));
-    if !path.is_file() {
-        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-        let text = arith::to_jsonl(&arith::generate(count, split, stream));
-        write_atomic(&path, text.as_bytes())?;
-    }
-    Ok(path)
-}
-
-/// The model folder or file; the built-in model is warm-started (or taken from the cache).
-fn model_path(recipe: &Recipe, template: &ChatTemplate) -> Result<PathBuf> {
-    match &recipe.model.source {
-        ModelSource::Path(p) => Ok(p.clone()),
-        ModelSource::Builtin(name) if name == "tiny" => {
-            builtin_tiny(&recipe.sft, template, &recipe.run.cache)
-        }
-        ModelSource::Builtin(name) => Err(user_error(format!(
-            "model.path = \"builtin:{name}\": unknown built-in model (tiny)"
-        ))),
     }
 }
 

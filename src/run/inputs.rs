@@ -1,0 +1,68 @@
+//! Where a run's inputs live: data files (built-in problems are generated into the cache first)
+//! and the model (the built-in model is warm-started or taken from the cache).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::data::arith::{self, Split};
+use crate::error::user_error;
+use crate::manifest::write_atomic;
+use crate::model::ChatTemplate;
+use crate::recipe::{DataFormat, DataSource, Limit, ModelSource, Recipe};
+use crate::rng;
+use crate::sft::builtin_tiny;
+
+/// The file behind a data source; built-in data is generated into the cache first.
+pub(super) fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<PathBuf> {
+    let name = match source {
+        DataSource::File(p) => return Ok(p.clone()),
+        DataSource::Builtin(name) => name.as_str(),
+    };
+    let count_of = |limit: Limit, default: usize| match limit {
+        Limit::First(n) => n,
+        Limit::All => default,
+    };
+    let (split, count) = match name {
+        "arith" => (Split::Train, count_of(recipe.data.limit, 1024)),
+        "arith-eval" => (Split::Eval, count_of(recipe.eval.limit, 200)),
+        other => {
+            return Err(user_error(format!(
+                "{key} = \"builtin:{other}\": unknown built-in data (arith, arith-eval)"
+            )));
+        }
+    };
+    if recipe.data.format != DataFormat::Gsm8k {
+        return Err(user_error(format!(
+            "{key} = \"builtin:{name}\" needs data.format = \"gsm8k\""
+        )));
+    }
+    let seed = recipe.sft.data_seed;
+    let stream = match split {
+        Split::Train => rng::derive(seed, &[rng::hash_str("questions")]),
+        Split::Eval => seed,
+    };
+    let path = recipe.run.cache.join("data").join(format!(
+        "{name}-v{}-{seed}-{count}.jsonl",
+        arith::GENERATOR_VERSION
+    ));
+    if !path.is_file() {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        let text = arith::to_jsonl(&arith::generate(count, split, stream));
+        write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(path)
+}
+
+/// The model folder or file; the built-in model is warm-started (or taken from the cache).
+pub(super) fn model_path(recipe: &Recipe, template: &ChatTemplate) -> Result<PathBuf> {
+    match &recipe.model.source {
+        ModelSource::Path(p) => Ok(p.clone()),
+        ModelSource::Builtin(name) if name == "tiny" => {
+            builtin_tiny(&recipe.sft, template, &recipe.run.cache)
+        }
+        ModelSource::Builtin(name) => Err(user_error(format!(
+            "model.path = \"builtin:{name}\": unknown built-in model (tiny)"
+        ))),
+    }
+}
