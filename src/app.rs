@@ -1,6 +1,6 @@
 //! Runs one command: dispatches the parsed command line to the stage that owns it.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::cli::{CheckArgs, Cli, Command, RecipeCmdArgs, RunArgs};
 use crate::recipe::{self, RecipeInput};
@@ -21,7 +21,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Eval(args)) => crate::run::run_eval(&args),
         Some(Command::Score(args)) => crate::score::run(&args),
         Some(Command::Generate(args)) => crate::generation::run(&args),
-        Some(Command::Reproduce(_)) => not_yet("reproduce"),
+        Some(Command::Reproduce(args)) => crate::reproduce::run(&args.run_dir),
         Some(Command::Bench(args)) => crate::bench::run(&args),
         Some(Command::Compare(args)) => crate::compare::run(&args.runs, &args.out),
     }
@@ -38,10 +38,6 @@ fn train_args(args: &crate::cli::TrainArgs) -> RunArgs {
         ));
     }
     run
-}
-
-fn not_yet(stage: &str) -> Result<()> {
-    bail!("`trainer {stage}` is not implemented yet")
 }
 
 /// The recipe layers named on the command line.

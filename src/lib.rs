@@ -21,6 +21,7 @@ pub mod plot;
 pub mod progress;
 pub mod recipe;
 pub mod reference;
+pub mod reproduce;
 pub mod rng;
 pub mod run;
 pub mod sample;

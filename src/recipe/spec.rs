@@ -302,7 +302,7 @@ impl LossSpec {
 impl Default for LossSpec {
     fn default() -> Self {
         Self {
-            hook: HookSource::Plugin("dpo".into()),
+            hook: HookSource::Plugin("dpop".into()),
             beta: 0.1,
             gamma: 0.5,
             lambda: 50.0,

@@ -9,6 +9,7 @@ mod losses;
 mod model_errors;
 mod pipeline;
 mod recipe;
+mod reproduce;
 mod scripts;
 mod smollm2;
 mod tiny_models;
