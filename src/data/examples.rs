@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::jsonl::read_jsonl;
 use crate::error::user_error;
-use crate::grade::{gsm8k_gold, last_boxed};
+use crate::grade::{gsm8k_answer, gsm8k_gold, last_boxed};
 use crate::recipe::{DataFormat, Limit};
 use crate::rng::Rng;
 
@@ -52,6 +52,13 @@ pub fn read_examples(
         let ex = match fmt.format {
             DataFormat::Gsm8k => {
                 let answer = l.string(path, "answer")?;
+                if gsm8k_answer(&answer).is_none() {
+                    return Err(user_error(format!(
+                        "{}:{}: field `answer` has no final number (`#### N`)",
+                        path.display(),
+                        l.line
+                    )));
+                }
                 Example {
                     id: fallback_id,
                     question: l.string(path, "question")?,

@@ -16,7 +16,13 @@ use crate::sft::builtin_tiny;
 /// The file behind a data source; built-in data is generated into the cache first.
 pub(super) fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<PathBuf> {
     let name = match source {
-        DataSource::File(p) => return Ok(p.clone()),
+        DataSource::File(p) if p.is_file() => return Ok(p.clone()),
+        DataSource::File(p) => {
+            return Err(user_error(format!(
+                "{key} = \"{}\": no such file",
+                p.display()
+            )));
+        }
         DataSource::Builtin(name) => name.as_str(),
     };
     let count_of = |limit: Limit, default: usize| match limit {

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per area.
 
+mod bad_input;
 mod builtin;
 mod common;
 mod dpo_parity;

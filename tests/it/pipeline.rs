@@ -52,7 +52,7 @@ fn questions(dir: &Path, name: &str, n: usize, offset: usize) -> PathBuf {
 }
 
 /// A recipe for the tiny world in `dir`.
-fn recipe(dir: &Path, extra: &str) -> PathBuf {
+pub fn recipe(dir: &Path, extra: &str) -> PathBuf {
     let model = tiny_model(dir);
     let train = questions(dir, "train.jsonl", 6, 10);
     let test = questions(dir, "test.jsonl", 4, 50);
@@ -76,7 +76,7 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn run(dir: &Path, recipe: &Path, out: &str, sets: &[&str]) -> std::process::Output {
+pub fn run(dir: &Path, recipe: &Path, out: &str, sets: &[&str]) -> std::process::Output {
     let out_dir = dir.join(out);
     let mut args = vec![
         "--script",

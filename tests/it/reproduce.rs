@@ -49,14 +49,7 @@ fn reproducing_the_default_recipe_gives_identical_artifacts() {
         stderr(&again)
     );
     let report = stdout(&again);
-    for artifact in [
-        "samples.jsonl",
-        "grades.jsonl",
-        "pairs.jsonl",
-        "eval_before.jsonl",
-        "final/model.safetensors",
-        "eval_after.jsonl",
-    ] {
+    for artifact in trainer::reproduce::ARTIFACTS {
         let line = report
             .lines()
             .find(|l| l.starts_with(artifact))

@@ -31,6 +31,15 @@ fn tiny() -> ModelConfig {
     }
 }
 
+fn flat(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 #[test]
 fn wpo_weights_are_detached() {
     let cfg = tiny();
@@ -108,24 +117,8 @@ fn wpo_weights_are_detached() {
     }
     let mut worst = 0f64;
     for (slot, v) in summed.iter().zip(&vars) {
-        let a = joint
-            .get(v.as_tensor())
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let b = slot
-            .as_ref()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
+        let a = flat(joint.get(v.as_tensor()).unwrap());
+        let b = flat(slot.as_ref().unwrap());
         let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-12);
         let diff = a
             .iter()
