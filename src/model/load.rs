@@ -71,15 +71,22 @@ fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         tensors.extend(loaded);
     }
     let policy = Policy::from_tensors(config.clone(), tensors, &dir.display().to_string())?;
-    let tok_path = tokenizer
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dir.join("tokenizer.json"));
-    if !tok_path.is_file() {
-        return Err(user_error(format!(
-            "model {}: no tokenizer.json (set model.tokenizer)",
-            dir.display()
-        )));
-    }
+    let tok_path = match tokenizer {
+        Some(path) if path.is_file() => path.to_path_buf(),
+        Some(path) => {
+            return Err(user_error(format!(
+                "model.tokenizer = \"{}\": no such file",
+                path.display()
+            )));
+        }
+        None if dir.join("tokenizer.json").is_file() => dir.join("tokenizer.json"),
+        None => {
+            return Err(user_error(format!(
+                "model {}: no tokenizer.json (set model.tokenizer)",
+                dir.display()
+            )));
+        }
+    };
     let tokenizer = Tokenizer::from_file(&tok_path, config.eos_token_id)?;
     Ok(LoadedModel {
         policy,

@@ -156,3 +156,94 @@ fn weight_hook_returning_a_string_names_the_function() {
     let out = with_script(dir.path(), "fn weight(stats) { \"heavy\" }\n");
     assert_user_error(&out, &["weight"]);
 }
+
+#[test]
+fn malformed_eval_file_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let bad = write(dir.path(), "eval.jsonl", &format!("{GOOD}\n[1, 2]\n"));
+    let set = format!("eval.data=\"{}\"", bad.display());
+    let out = run(dir.path(), &recipe, "run", &[&set]);
+    assert_user_error(&out, &["eval.jsonl:2"]);
+}
+
+#[test]
+fn zero_samples_per_question_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let out = run(dir.path(), &recipe, "run", &["sampling.n=0"]);
+    assert_user_error(&out, &["sampling.n"]);
+}
+
+#[test]
+fn missing_tokenizer_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let out = run(
+        dir.path(),
+        &recipe,
+        "run",
+        &["model.tokenizer=\"/nonexistent/tokenizer.json\""],
+    );
+    assert_user_error(&out, &["model.tokenizer", "/nonexistent/tokenizer.json", "no such file"]);
+}
+
+#[test]
+fn hybrid_mode_without_an_off_policy_file_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let out = run(dir.path(), &recipe, "run", &["pairs.mode=\"hybrid\""]);
+    assert_user_error(&out, &["pairs.off_policy"]);
+}
+
+#[test]
+fn math_problem_without_its_field_names_file_and_line() {
+    let (_d, out) = {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = recipe(dir.path(), "");
+        let bad = write(
+            dir.path(),
+            "math.jsonl",
+            "{\"question\": \"1+1\", \"answer\": \"2\"}\n",
+        );
+        let set = format!("data.train=\"{}\"", bad.display());
+        let out = run(
+            dir.path(),
+            &recipe,
+            "run",
+            &[
+                &set,
+                "data.format=\"math\"",
+                "grade.grader=\"math\"",
+                "eval.data=\"\"",
+            ],
+        );
+        (dir, out)
+    };
+    assert_user_error(&out, &["math.jsonl:1", "problem"]);
+}
+
+#[test]
+fn empty_response_in_a_pairs_file_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let pairs = write(
+        dir.path(),
+        "off.jsonl",
+        "{\"prompt\": \"a\", \"chosen\": \"\", \"rejected\": \"c\"}\n",
+    );
+    let out_dir = dir.path().join("run");
+    let out = crate::common::trainer(
+        &[
+            "train",
+            "--config",
+            recipe.to_str().unwrap(),
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_user_error(&out, &["off.jsonl:1", "chosen"]);
+}
