@@ -6,15 +6,41 @@ use std::path::Path;
 use crate::common::{assert_user_error, write};
 use crate::pipeline::{recipe, run};
 
-/// Runs the tiny pipeline (sampling only, no eval) with the training file replaced by `text`.
-fn with_train_file(text: &[u8]) -> (tempfile::TempDir, std::process::Output) {
+/// Runs the tiny pipeline without eval, the training file replaced by `text`, plus `sets`.
+fn with_data_file(text: &[u8], sets: &[&str]) -> (tempfile::TempDir, std::process::Output) {
     let dir = tempfile::tempdir().unwrap();
     let recipe = recipe(dir.path(), "");
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, text).unwrap();
     let set = format!("data.train=\"{}\"", bad.display());
-    let out = run(dir.path(), &recipe, "run", &[&set, "eval.data=\"\""]);
+    let mut all = vec![set.as_str(), "eval.data=\"\""];
+    all.extend_from_slice(sets);
+    let out = run(dir.path(), &recipe, "run", &all);
     (dir, out)
+}
+
+fn with_train_file(text: &[u8]) -> (tempfile::TempDir, std::process::Output) {
+    with_data_file(text, &[])
+}
+
+/// `trainer train --pairs` on a pairs file holding `text`.
+fn train_on_pairs(text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let pairs = write(dir.path(), "off.jsonl", text);
+    let out_dir = dir.path().join("run");
+    crate::common::trainer(
+        &[
+            "train",
+            "--config",
+            recipe.to_str().unwrap(),
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    )
 }
 
 const GOOD: &str = r##"{"question": "What is 1 + 1?", "answer": "1 + 1 = 2\n#### 2"}"##;
@@ -78,25 +104,8 @@ fn missing_data_file_names_the_key_or_path() {
 
 #[test]
 fn malformed_off_policy_pairs_file_names_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "");
-    let pairs = write(
-        dir.path(),
-        "off.jsonl",
+    let out = train_on_pairs(
         "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n{\"prompt\": \"a\", \"chosen\": \"b\"}\n",
-    );
-    let out_dir = dir.path().join("run");
-    let out = crate::common::trainer(
-        &[
-            "train",
-            "--config",
-            recipe.to_str().unwrap(),
-            "--pairs",
-            pairs.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-        &[],
     );
     assert_user_error(&out, &["off.jsonl:2", "rejected"]);
 }
@@ -185,7 +194,14 @@ fn missing_tokenizer_file_names_the_path() {
         "run",
         &["model.tokenizer=\"/nonexistent/tokenizer.json\""],
     );
-    assert_user_error(&out, &["model.tokenizer", "/nonexistent/tokenizer.json", "no such file"]);
+    assert_user_error(
+        &out,
+        &[
+            "model.tokenizer",
+            "/nonexistent/tokenizer.json",
+            "no such file",
+        ],
+    );
 }
 
 #[test]
@@ -198,52 +214,15 @@ fn hybrid_mode_without_an_off_policy_file_names_the_key() {
 
 #[test]
 fn math_problem_without_its_field_names_file_and_line() {
-    let (_d, out) = {
-        let dir = tempfile::tempdir().unwrap();
-        let recipe = recipe(dir.path(), "");
-        let bad = write(
-            dir.path(),
-            "math.jsonl",
-            "{\"question\": \"1+1\", \"answer\": \"2\"}\n",
-        );
-        let set = format!("data.train=\"{}\"", bad.display());
-        let out = run(
-            dir.path(),
-            &recipe,
-            "run",
-            &[
-                &set,
-                "data.format=\"math\"",
-                "grade.grader=\"math\"",
-                "eval.data=\"\"",
-            ],
-        );
-        (dir, out)
-    };
-    assert_user_error(&out, &["math.jsonl:1", "problem"]);
+    let (_d, out) = with_data_file(
+        b"{\"question\": \"1+1\", \"answer\": \"2\"}\n",
+        &["data.format=\"math\"", "grade.grader=\"math\""],
+    );
+    assert_user_error(&out, &["bad.jsonl:1", "problem"]);
 }
 
 #[test]
 fn empty_response_in_a_pairs_file_names_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "");
-    let pairs = write(
-        dir.path(),
-        "off.jsonl",
-        "{\"prompt\": \"a\", \"chosen\": \"\", \"rejected\": \"c\"}\n",
-    );
-    let out_dir = dir.path().join("run");
-    let out = crate::common::trainer(
-        &[
-            "train",
-            "--config",
-            recipe.to_str().unwrap(),
-            "--pairs",
-            pairs.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = train_on_pairs("{\"prompt\": \"a\", \"chosen\": \"\", \"rejected\": \"c\"}\n");
     assert_user_error(&out, &["off.jsonl:1", "chosen"]);
 }
