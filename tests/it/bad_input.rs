@@ -19,6 +19,13 @@ fn with_data_file(text: &[u8], sets: &[&str]) -> (tempfile::TempDir, std::proces
     (dir, out)
 }
 
+/// Runs the tiny pipeline with `sets` on top of its recipe.
+fn tiny_run(sets: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    run(dir.path(), &recipe, "run", sets)
+}
+
 fn with_train_file(text: &[u8]) -> (tempfile::TempDir, std::process::Output) {
     with_data_file(text, &[])
 }
@@ -88,14 +95,7 @@ fn gold_answer_without_a_number_names_the_line() {
 
 #[test]
 fn missing_data_file_names_the_key_or_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "");
-    let out = run(
-        dir.path(),
-        &recipe,
-        "run",
-        &["data.train=\"/nonexistent/train.jsonl\""],
-    );
+    let out = tiny_run(&["data.train=\"/nonexistent/train.jsonl\""]);
     assert_user_error(
         &out,
         &["data.train", "/nonexistent/train.jsonl", "no such file"],
@@ -178,22 +178,13 @@ fn malformed_eval_file_names_file_and_line() {
 
 #[test]
 fn zero_samples_per_question_names_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "");
-    let out = run(dir.path(), &recipe, "run", &["sampling.n=0"]);
+    let out = tiny_run(&["sampling.n=0"]);
     assert_user_error(&out, &["sampling.n"]);
 }
 
 #[test]
 fn missing_tokenizer_file_names_the_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "");
-    let out = run(
-        dir.path(),
-        &recipe,
-        "run",
-        &["model.tokenizer=\"/nonexistent/tokenizer.json\""],
-    );
+    let out = tiny_run(&["model.tokenizer=\"/nonexistent/tokenizer.json\""]);
     assert_user_error(
         &out,
         &[
@@ -206,9 +197,7 @@ fn missing_tokenizer_file_names_the_path() {
 
 #[test]
 fn hybrid_mode_without_an_off_policy_file_names_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "");
-    let out = run(dir.path(), &recipe, "run", &["pairs.mode=\"hybrid\""]);
+    let out = tiny_run(&["pairs.mode=\"hybrid\""]);
     assert_user_error(&out, &["pairs.off_policy"]);
 }
 
