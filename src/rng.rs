@@ -65,6 +65,14 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
+    /// Fisher–Yates shuffle in place (from the last element down, one draw per position).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+
     /// Uniform integer in [0, n); `n` must be > 0.
     pub fn below(&mut self, n: u64) -> u64 {
         // Lemire's multiply-shift with rejection, exact and unbiased.

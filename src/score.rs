@@ -119,6 +119,7 @@ pub fn score_pairs(
             loss.weighting,
             crate::recipe::Weighting::Wpo { clamp: false }
         );
+        let wpo = to_f64(&crate::loss::wpo_weight(&inputs, clamp)?)?;
         for i in 0..chunk.len() {
             rows.push(ScoreRow {
                 chosen_logps: chosen[i],
@@ -127,10 +128,7 @@ pub fn score_pairs(
                 rejected_tokens: fwd.rejected_tokens[i],
                 chosen_wpo: cw[i],
                 rejected_wpo: rw[i],
-                wpo_weight: {
-                    let w = (cw[i] + rw[i]).exp();
-                    if clamp { w.min(1.0) } else { w }
-                },
+                wpo_weight: wpo[i],
                 loss: per_pair.as_ref().map(|v| v[i]),
             });
         }

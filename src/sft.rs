@@ -161,11 +161,8 @@ pub fn train_sft(
 }
 
 fn shuffled(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut rng = Rng::derived(seed, &[rng::hash_str("sft"), epoch]);
     let mut v: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        v.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    Rng::derived(seed, &[rng::hash_str("sft"), epoch]).shuffle(&mut v);
     v
 }
 

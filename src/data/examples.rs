@@ -162,11 +162,7 @@ fn check_unique_ids(examples: &[Example], path: &Path) -> Result<()> {
 /// Seeded Fisher–Yates shuffle (when `seed` ≠ 0), then the first `limit`.
 pub fn select<T>(mut items: Vec<T>, limit: Limit, seed: u64) -> Vec<T> {
     if seed != 0 {
-        let mut rng = Rng::derived(seed, &[crate::rng::hash_str("shuffle")]);
-        for i in (1..items.len()).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
+        Rng::derived(seed, &[crate::rng::hash_str("shuffle")]).shuffle(&mut items);
     }
     if let Limit::First(n) = limit {
         items.truncate(n);

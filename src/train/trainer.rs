@@ -70,11 +70,7 @@ pub fn plan_steps(n: usize, spec: &TrainSpec, seed: u64) -> Vec<(usize, Vec<Vec<
     let mut steps = Vec::new();
     for epoch in 0..spec.epochs {
         let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = Rng::derived(seed, &[rng::hash_str("train"), epoch as u64]);
-        for i in (1..order.len()).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            order.swap(i, j);
-        }
+        Rng::derived(seed, &[rng::hash_str("train"), epoch as u64]).shuffle(&mut order);
         let micro: Vec<Vec<usize>> = order
             .chunks(spec.batch_size)
             .map(<[usize]>::to_vec)
