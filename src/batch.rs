@@ -2,7 +2,7 @@
 //! one forward of chosen + rejected, and the per-pair tensors a loss hook receives.
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use crate::data::PairRecord;
 use crate::loss::LossInputs;
@@ -84,7 +84,7 @@ pub fn loss_inputs(
     ref_rejected: &[f64],
     weights: &[f64],
 ) -> Result<LossInputs> {
-    let d = Device::Cpu;
+    let d = fwd.chosen_logps.device().clone();
     let f32s = |v: &[f64]| Tensor::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), &d);
     let counts = |v: &[usize]| Tensor::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), &d);
     Ok(LossInputs {

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::model::DeviceChoice;
+
 /// Weighted preference optimization of language models, with Rhai hooks for grading, weighting,
 /// pairing and losses.
 #[derive(Debug, Parser)]
@@ -161,6 +163,9 @@ pub struct GenerateArgs {
     pub top_k: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// `cpu` or `cuda:N` (needs a binary built with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceChoice,
 }
 
 #[derive(Debug, Args)]
@@ -187,7 +192,15 @@ pub struct BenchArgs {
     /// Sampling batch sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     pub batches: Vec<usize>,
+    /// `cpu` or `cuda:N` (needs a binary built with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceChoice,
     /// New tokens per sampled sequence.
     #[arg(long, default_value_t = 32)]
     pub new_tokens: usize,
+}
+
+/// Parses `--device`.
+fn parse_device(text: &str) -> Result<DeviceChoice, String> {
+    DeviceChoice::parse(text).ok_or_else(|| format!("`{text}`: expected cpu, cuda or cuda:N"))
 }

@@ -5,12 +5,12 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::cli::GenerateArgs;
-use crate::model::{ChatTemplate, GenRequest, SamplingParams, generate, load_model};
+use crate::model::{ChatTemplate, GenRequest, SamplingParams, generate, load_model_on};
 use crate::rng;
 
 /// Prints the continuation of `--prompt` to stdout.
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let model = load_model(&args.model, None)?;
+    let model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
     let text = if args.chat {
         ChatTemplate::ChatMl {
             system: String::new(),

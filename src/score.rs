@@ -13,7 +13,7 @@ use crate::data::{PairRecord, read_pairs};
 use crate::error::user_error;
 use crate::hookset::from_source;
 use crate::loss::{reduce, weighted_per_pair};
-use crate::model::{LoadedModel, load_model};
+use crate::model::{LoadedModel, load_model_on};
 use crate::recipe::{self, HookSource, LossSpec, RecipeInput, TokenizerChoice};
 use crate::script::{HookKind, HookRef, ScriptHost};
 use crate::train::grad_norm;
@@ -184,7 +184,8 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
         TokenizerChoice::File(p) => Some(p.as_path()),
         TokenizerChoice::FromModel => None,
     };
-    let model = load_model(&args.model, tokenizer)?;
+    let device = recipe.model.device.open("model.device")?;
+    let model = load_model_on(&args.model, tokenizer, &device)?;
     let report = score_pairs(
         &model,
         &pairs,

@@ -77,7 +77,7 @@ pub fn generate(
     if requests.is_empty() {
         return Ok(Vec::new());
     }
-    let device = Device::Cpu;
+    let device = w.embed.device().clone();
     let b = requests.len();
     let longest = requests
         .iter()

@@ -38,6 +38,20 @@ pub fn load_model(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> 
     }
 }
 
+/// Like [`load_model`], with the weights moved to `device` (loading and dequantizing happen on
+/// the CPU first).
+pub fn load_model_on(
+    path: &Path,
+    tokenizer: Option<&Path>,
+    device: &Device,
+) -> Result<LoadedModel> {
+    let mut model = load_model(path, tokenizer)?;
+    if !device.is_cpu() {
+        model.policy = model.policy.to_device(device)?;
+    }
+    Ok(model)
+}
+
 fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
     let config_path = dir.join("config.json");
     if !config_path.is_file() {

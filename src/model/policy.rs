@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 
 use super::config::ModelConfig;
@@ -89,6 +89,20 @@ impl Policy {
             varmap,
             weights,
         })
+    }
+
+    /// The same policy with every weight copied to `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Policy> {
+        let mut tensors = HashMap::new();
+        for (name, var) in self.vars() {
+            tensors.insert(name, var.as_tensor().detach().to_device(device)?);
+        }
+        Policy::from_tensors(self.config.clone(), tensors, "policy")
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.weights.embed.device()
     }
 
     /// The weights, tracked by autograd.

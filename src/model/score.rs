@@ -3,7 +3,7 @@
 //! positions.
 
 use anyhow::{Result, bail};
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Tensor};
 
 use super::config::ModelConfig;
 use super::decoder::{Weights, causal_mask, forward, logits_at};
@@ -30,7 +30,7 @@ pub fn score_sequences(
     if seqs.is_empty() {
         bail!("no sequences to score");
     }
-    let device = Device::Cpu;
+    let device = w.embed.device().clone();
     let t = seqs
         .iter()
         .map(|(p, r)| p.len() + r.len())

@@ -236,10 +236,8 @@ fn model(ctx: &Ctx, r: &RawModel) -> Result<ModelSpec> {
             ));
         }
     };
-    let device = r.device.as_str();
-    if device != "cpu" && !device.starts_with("cuda") {
-        return Err(ctx.bad("model.device", "must be \"cpu\" or \"cuda:N\""));
-    }
+    let device = DeviceChoice::parse(&r.device)
+        .ok_or_else(|| ctx.bad("model.device", "must be \"cpu\", \"cuda\" or \"cuda:N\""))?;
     Ok(ModelSpec {
         source,
         tokenizer: if r.tokenizer.is_empty() {
@@ -248,7 +246,7 @@ fn model(ctx: &Ctx, r: &RawModel) -> Result<ModelSpec> {
             TokenizerChoice::File(PathBuf::from(&r.tokenizer))
         },
         dtype,
-        device: r.device.clone(),
+        device,
         template,
         system: r.system.clone(),
     })

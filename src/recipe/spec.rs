@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use crate::model::DeviceChoice;
+
 /// The whole resolved recipe.
 #[derive(Debug, Clone)]
 pub struct Recipe {
@@ -94,7 +96,7 @@ pub struct ModelSpec {
     pub source: ModelSource,
     pub tokenizer: TokenizerChoice,
     pub dtype: DTypeChoice,
-    pub device: String,
+    pub device: DeviceChoice,
     pub template: TemplateChoice,
     pub system: String,
 }

@@ -25,7 +25,7 @@ use crate::hookset::HookSet;
 use crate::manifest::{
     Input, Manifest, sha256_path, trainer_version, write_atomic, write_json_atomic,
 };
-use crate::model::{ChatTemplate, LoadedModel, load_model};
+use crate::model::{ChatTemplate, LoadedModel, load_model_on};
 use crate::pair::{PairInputs, PairRow, build_pairs};
 use crate::recipe::{self, DataFormat, EvalData, PairMode, Recipe, TokenizerChoice};
 use crate::reference::fill_reference;
@@ -143,7 +143,8 @@ fn open_run(args: &RunArgs) -> Result<Run> {
     };
     let model_path = model_path(&recipe, &template)?;
     tracing::info!("loading {}", model_path.display());
-    let model = load_model(&model_path, tokenizer.as_deref())?;
+    let device = recipe.model.device.open("model.device")?;
+    let model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
     let model_sha = sha256_path(&model_path)?;
     Ok(Run {
         recipe,

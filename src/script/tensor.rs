@@ -11,8 +11,23 @@ use candle_core::{Result, Tensor};
 #[derive(Clone, Debug)]
 pub struct ScriptTensor(pub Tensor);
 
+/// `b` on `a`'s device: a tensor a script built with `tensor(…)` lives on the CPU and meets batch
+/// tensors that may live on a GPU.
+fn on_device_of(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.device().same_device(b.device()) {
+        Ok(b.clone())
+    } else {
+        b.to_device(a.device())
+    }
+}
+
 /// `a ∘ b` with broadcasting (a scalar tensor broadcasts against `[B]`).
 pub fn binary(a: &Tensor, b: &Tensor, op: char) -> Result<Tensor> {
+    let (a, b) = if a.device().is_cpu() {
+        (&on_device_of(b, a)?, b)
+    } else {
+        (a, &on_device_of(a, b)?)
+    };
     match op {
         '+' => a.broadcast_add(b),
         '-' => a.broadcast_sub(b),
@@ -80,12 +95,12 @@ pub fn clamp(x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
 
 /// Element-wise maximum; at ties the gradient is split evenly (PyTorch's `torch.maximum`).
 pub fn maximum(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    a.broadcast_maximum(b)
+    a.broadcast_maximum(&on_device_of(a, b)?)
 }
 
 /// Element-wise minimum; at ties the gradient is split evenly (PyTorch's `torch.minimum`).
 pub fn minimum(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    a.broadcast_minimum(b)
+    a.broadcast_minimum(&on_device_of(a, b)?)
 }
 
 /// A scalar tensor of `value` with `like`'s dtype and device.

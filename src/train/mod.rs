@@ -1,5 +1,6 @@
 //! Training: the loop, the optimizer, gradient clipping, the schedule and checkpoints.
 
+mod adamw_device;
 mod checkpoint;
 mod clip;
 mod optim;

@@ -7,6 +7,8 @@ use anyhow::{Result, bail};
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 
+use super::adamw_device::{StepScalars, update as device_update};
+
 /// AdamW hyper-parameters (the learning rate is given per step, by the schedule).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWConfig {
@@ -38,7 +40,10 @@ pub struct Moments {
 pub struct AdamW {
     pub config: AdamWConfig,
     vars: Vec<Var>,
+    /// Moments of parameters on the CPU (empty vectors for parameters on a GPU).
     moments: Vec<Moments>,
+    /// `(m, v)` of parameters on a GPU, on that GPU (empty when the parameters are on the CPU).
+    device_moments: Vec<(Tensor, Tensor)>,
     /// Number of steps taken.
     pub step: u64,
 }
@@ -115,17 +120,28 @@ impl AdamW {
                 bail!("AdamW needs contiguous f32 parameters");
             }
         }
+        let on_cpu = vars.iter().all(|v| v.device().is_cpu());
+        let size = |v: &Var| if on_cpu { v.elem_count() } else { 0 };
         let moments = vars
             .iter()
             .map(|v| Moments {
-                m: vec![0.0; v.elem_count()],
-                v: vec![0.0; v.elem_count()],
+                m: vec![0.0; size(v)],
+                v: vec![0.0; size(v)],
             })
             .collect();
+        let device_moments = if on_cpu {
+            Vec::new()
+        } else {
+            let zeros = |v: &Var| v.as_tensor().zeros_like();
+            vars.iter()
+                .map(|v| Ok((zeros(v)?, zeros(v)?)))
+                .collect::<Result<_>>()?
+        };
         Ok(Self {
             config,
             vars,
             moments,
+            device_moments,
             step: 0,
         })
     }
@@ -169,6 +185,9 @@ impl AdamW {
         let t = self.step as i32;
         let bc1 = 1.0 - (c.beta1 as f32).powi(t);
         let bc2 = 1.0 - (c.beta2 as f32).powi(t);
+        if !self.device_moments.is_empty() {
+            return self.step_on_device(grads, lr, grad_scale, bc1, bc2);
+        }
         for ((var, grad), moments) in self.vars.iter().zip(grads).zip(self.moments.iter_mut()) {
             let Some(grad) = grad else { continue };
             let grad = grad.contiguous()?;
@@ -184,6 +203,34 @@ impl AdamW {
                 grad_scale: grad_scale as f32,
             };
             var.as_tensor().inplace_op2(&grad, &op)?;
+        }
+        Ok(())
+    }
+
+    /// The step for parameters on a GPU: the same arithmetic with tensor ops, on the device.
+    fn step_on_device(
+        &mut self,
+        grads: &[Option<Tensor>],
+        lr: f64,
+        grad_scale: f64,
+        bc1: f32,
+        bc2: f32,
+    ) -> Result<()> {
+        let c = self.config;
+        let scalars = StepScalars {
+            lr,
+            step_size: lr / bc1 as f64,
+            bc2_sqrt: (bc2 as f64).sqrt(),
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            decay: c.weight_decay,
+            grad_scale,
+        };
+        for ((var, grad), (m, v)) in self.vars.iter().zip(grads).zip(&mut self.device_moments) {
+            if let Some(grad) = grad {
+                device_update(var, grad, m, v, &scalars)?;
+            }
         }
         Ok(())
     }

@@ -5,12 +5,12 @@
 use std::sync::OnceLock;
 
 use trainer::data::{PairRecord, read_pairs};
-use trainer::model::{LoadedModel, load_model};
+use trainer::model::{LoadedModel, load_model_on};
 use trainer::recipe::{HookSource, LossSpec, ScriptLimits, WeightPlacement, Weighting};
 use trainer::score::{ScoreReport, score_hook, score_pairs};
 use trainer::script::ScriptHost;
 
-use crate::common::{shared, smollm2_fixture, stdout, trainer};
+use crate::common::{shared, smollm2_fixture, stdout, test_device, trainer};
 
 struct Setup {
     model: LoadedModel,
@@ -24,7 +24,7 @@ fn setup() -> Option<&'static Setup> {
         let (path, fixture) = smollm2_fixture("smollm2_dpo_reference.json")?;
         let pairs = read_pairs(&shared()?.join("fixtures/pairs3.jsonl")).unwrap();
         Some(Setup {
-            model: load_model(&path, None).unwrap(),
+            model: load_model_on(&path, None, &test_device()).unwrap(),
             pairs,
             fixture,
         })
@@ -227,7 +227,7 @@ fn one_adamw_step_matches_pytorch() {
     let Some((path, fixture)) = smollm2_fixture("smollm2_dpo_reference.json") else {
         return;
     };
-    let model = load_model(&path, None).unwrap();
+    let model = load_model_on(&path, None, &test_device()).unwrap();
     let pairs = read_pairs(&shared().unwrap().join("fixtures/pairs3.jsonl")).unwrap();
     let after = &fixture["after_one_adamw_step"];
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);

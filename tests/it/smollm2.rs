@@ -3,19 +3,23 @@
 
 use std::sync::OnceLock;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use trainer::model::{
-    GenRequest, LoadedModel, SamplingParams, causal_mask, forward, generate, load_model, logits_all,
+    GenRequest, LoadedModel, SamplingParams, causal_mask, forward, generate, load_model,
+    load_model_on, logits_all,
 };
 
-use crate::common::smollm2_fixture;
+use crate::common::{smollm2_fixture, test_device};
 
 /// The model is loaded once for all tests of this module.
 fn model() -> Option<(&'static LoadedModel, &'static serde_json::Value)> {
     static CELL: OnceLock<Option<(LoadedModel, serde_json::Value)>> = OnceLock::new();
     let loaded = CELL.get_or_init(|| {
         let (path, fixture) = smollm2_fixture("smollm2_reference.json")?;
-        Some((load_model(&path, None).expect("SmolLM2 loads"), fixture))
+        Some((
+            load_model_on(&path, None, &test_device()).expect("SmolLM2 loads"),
+            fixture,
+        ))
     });
     loaded.as_ref().map(|(m, f)| (m, f))
 }
@@ -45,11 +49,9 @@ fn logits_match_pytorch_within_1e_3() {
     let t = prompt.len();
     let w = m.policy.frozen();
     let cfg = &m.policy.config;
-    let input = Tensor::new(prompt, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let pos = Tensor::arange(0u32, t as u32, &Device::Cpu)
+    let dev = m.policy.device();
+    let input = Tensor::new(prompt, dev).unwrap().unsqueeze(0).unwrap();
+    let pos = Tensor::arange(0u32, t as u32, dev)
         .unwrap()
         .unsqueeze(0)
         .unwrap();
@@ -58,7 +60,7 @@ fn logits_match_pytorch_within_1e_3() {
         &w,
         &input,
         &pos,
-        &causal_mask(t, 0, &Device::Cpu).unwrap(),
+        &causal_mask(t, 0, dev).unwrap(),
         None,
     )
     .unwrap();
