@@ -141,9 +141,9 @@ fn open_run(args: &RunArgs) -> Result<Run> {
         TokenizerChoice::File(p) => Some(p.clone()),
         TokenizerChoice::FromModel => None,
     };
+    let device = recipe.model.device.open("model.device")?;
     let model_path = model_path(&recipe, &template)?;
     tracing::info!("loading {}", model_path.display());
-    let device = recipe.model.device.open("model.device")?;
     let model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
     let model_sha = sha256_path(&model_path)?;
     Ok(Run {

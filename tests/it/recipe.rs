@@ -145,3 +145,46 @@ fn built_in_defaults_match_the_rust_defaults() {
         (d.placement, d.weighting)
     );
 }
+
+#[test]
+fn unknown_device_name_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = trainer(
+        &[
+            "sample",
+            "--set",
+            "model.device=\"gpu\"",
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_user_error(&out, &["model.device", "cuda:N"]);
+}
+
+#[test]
+fn cuda_device_in_a_cpu_build_is_a_user_error_before_any_work() {
+    if cfg!(feature = "cuda") {
+        eprintln!("skipped: this build has the cuda feature");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!("run.cache={:?}", dir.path().join("cache").to_str().unwrap());
+    let out = trainer(
+        &[
+            "sample",
+            "--set",
+            "model.device=\"cuda:0\"",
+            "--set",
+            &cache,
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_user_error(&out, &["model.device", "cuda:0", "--features cuda"]);
+    assert!(
+        !dir.path().join("run").join("samples.jsonl").exists(),
+        "no stage ran"
+    );
+}
