@@ -142,7 +142,8 @@ fn materialise(table: &ExportTable, cache: &Path) -> Result<PathBuf> {
         // Another run wrote the same scripts first.
         std::fs::remove_dir_all(&tmp).ok();
         if !root.is_dir() {
-            return Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), root.display()));
+            return Err(e)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), root.display()));
         }
     }
     Ok(root)

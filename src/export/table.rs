@@ -83,7 +83,10 @@ pub fn read_export_table(path: &Path) -> Result<Option<ExportTable>> {
 fn check_script_path(file: &Path, script: &str) -> Result<()> {
     let p = Path::new(script);
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
-    let top = p.components().next().map(|c| c.as_os_str().to_string_lossy());
+    let top = p
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy());
     let known_top = matches!(top.as_deref(), Some("scripts" | "plugins"));
     if plain && known_top && script.ends_with(".rhai") {
         Ok(())

@@ -34,7 +34,11 @@ fn export(recipe: &Path, script: &Path, to: &Path) {
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains(": 4 scripts, inputs model.path ("), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(": 4 scripts, inputs model.path ("),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// Runs the exported recipe from `cwd` into `cwd/run` with its own cache.
@@ -79,7 +83,10 @@ fn exported_recipe_runs_without_the_scripts_and_gives_the_same_pairs_and_weights
     let exported = dir.path().join("exp.toml");
     export(&recipe, &script, &exported);
     let text = std::fs::read_to_string(&exported).unwrap();
-    assert!(text.contains("path = \"scripts/helpers.rhai\"") && text.contains("path = \"plugins/loss/dpop.rhai\""));
+    assert!(
+        text.contains("path = \"scripts/helpers.rhai\"")
+            && text.contains("path = \"plugins/loss/dpop.rhai\"")
+    );
 
     let colleague = tempfile::tempdir().unwrap();
     let out = run_export(colleague.path(), &exported, &[]);
@@ -89,12 +96,23 @@ fn exported_recipe_runs_without_the_scripts_and_gives_the_same_pairs_and_weights
         assert_eq!(sha(&original.join(file)), sha(&again.join(file)), "{file}");
     }
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(again.join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(again.join("manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(manifest["until"], "all");
-    let argv: Vec<&str> = manifest["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let argv: Vec<&str> = manifest["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert_eq!(argv[1..3], ["--config", exported.to_str().unwrap()]);
     let scripts = manifest["scripts"].as_object().unwrap();
-    assert!(scripts.keys().any(|k| k.contains("exported") && k.ends_with("scripts/exp.rhai")), "{scripts:?}");
+    assert!(
+        scripts
+            .keys()
+            .any(|k| k.contains("exported") && k.ends_with("scripts/exp.rhai")),
+        "{scripts:?}"
+    );
 }
 
 #[test]
@@ -114,10 +132,19 @@ fn changed_data_file_stops_an_exported_recipe_unless_allowed() {
     let out = run_export(colleague.path(), &exported, &[]);
     let line = assert_user_error(
         &out,
-        &["data file", train.to_str().unwrap(), &after, &before, "--allow-different-inputs"],
+        &[
+            "data file",
+            train.to_str().unwrap(),
+            &after,
+            &before,
+            "--allow-different-inputs",
+        ],
     );
     assert!(!line.contains("model"), "only the data differs: {line}");
-    assert!(!colleague.path().join("run").exists(), "a refused run made its folder");
+    assert!(
+        !colleague.path().join("run").exists(),
+        "a refused run made its folder"
+    );
 
     let out = run_export(colleague.path(), &exported, &["--allow-different-inputs"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -131,9 +158,21 @@ fn exported_recipe_shows_its_scripts_as_embedded() {
     let exported = dir.path().join("exp.toml");
     export(&recipe, &script, &exported);
     let cache = format!("run.cache=\"{}\"", dir.path().join("other-cache").display());
-    let out = trainer(&["recipe", "--config", exported.to_str().unwrap(), "--set", &cache], &[]);
+    let out = trainer(
+        &[
+            "recipe",
+            "--config",
+            exported.to_str().unwrap(),
+            "--set",
+            &cache,
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
     let line = shown.lines().find(|l| l.starts_with("script = ")).unwrap();
-    assert!(line.contains("/exported/") && line.ends_with("(embedded script)"), "{line}");
+    assert!(
+        line.contains("/exported/") && line.ends_with("(embedded script)"),
+        "{line}"
+    );
 }

@@ -8,8 +8,11 @@ const GOOD: &str = r##"{"question": "What is 1 + 1?", "answer": "1 + 1 = 2\n####
 
 #[test]
 fn malformed_jsonl_line_names_file_and_line() {
-    with_data_file(format!("{GOOD}\n{GOOD}\n{{\"question\": \n").as_bytes(), &[])
-        .assert(&["bad.jsonl:3", "malformed JSON"]);
+    with_data_file(
+        format!("{GOOD}\n{GOOD}\n{{\"question\": \n").as_bytes(),
+        &[],
+    )
+    .assert(&["bad.jsonl:3", "malformed JSON"]);
 }
 
 #[test]

@@ -36,7 +36,11 @@ impl Refusal {
 pub fn assert_no_partial_output(world: &Path, run_dir: &Path) {
     for file in files_under(world) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(!name.ends_with(".tmp"), "temporary file left: {}", file.display());
+        assert!(
+            !name.ends_with(".tmp"),
+            "temporary file left: {}",
+            file.display()
+        );
         if !file.starts_with(run_dir) {
             continue;
         }
@@ -48,7 +52,10 @@ pub fn assert_no_partial_output(world: &Path, run_dir: &Path) {
         );
         if name.ends_with(".jsonl") {
             let text = std::fs::read_to_string(&file).unwrap();
-            assert!(text.is_empty() || text.ends_with('\n'), "cut line in {name}");
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "cut line in {name}"
+            );
             for line in text.lines() {
                 serde_json::from_str::<serde_json::Value>(line)
                     .unwrap_or_else(|e| panic!("{name}: partial line {line:?}: {e}"));
@@ -144,4 +151,23 @@ pub fn with_script_files(files: &[(&str, &str)]) -> Refusal {
         &[],
     );
     Refusal { dir, out }
+}
+
+#[test]
+fn partial_output_check_catches_leftovers() {
+    let world = tempfile::tempdir().unwrap();
+    let run = world.path().join("run");
+    write(&run, "pairs.jsonl", "{\"a\": 1}\n");
+    assert_no_partial_output(world.path(), &run);
+    for (name, text) in [
+        ("cache/.samples.jsonl.tmp", ""),
+        ("run/summary.json", "{}"),
+        ("run/final/model.safetensors", ""),
+        ("run/grades.jsonl", "{\"a\": 1}\n{\"b\""),
+    ] {
+        let path = write(world.path(), name, text);
+        let caught = std::panic::catch_unwind(|| assert_no_partial_output(world.path(), &run));
+        assert!(caught.is_err(), "{name} was not caught");
+        std::fs::remove_file(path).unwrap();
+    }
 }

@@ -22,7 +22,10 @@ fn with_model(make: impl FnOnce(&Path) -> PathBuf, more: &[&str]) -> (Refusal, S
     sets.extend_from_slice(more);
     let out = crate::pipeline::run(dir.path(), &recipe, "run", &sets);
     let refusal = Refusal { dir, out };
-    assert!(!refusal.dir.path().join("run").exists(), "a run folder was made");
+    assert!(
+        !refusal.dir.path().join("run").exists(),
+        "a run folder was made"
+    );
     (refusal, model)
 }
 
@@ -115,8 +118,12 @@ fn gguf_of_an_unsupported_architecture_is_refused() {
             let zeros = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
             let t = QTensor::quantize(&zeros, GgmlDType::F32).unwrap();
             let mut f = std::fs::File::create(&path).unwrap();
-            gguf_file::write(&mut f, &[("general.architecture", &arch)], &[("token_embd.weight", &t)])
-                .unwrap();
+            gguf_file::write(
+                &mut f,
+                &[("general.architecture", &arch)],
+                &[("token_embd.weight", &t)],
+            )
+            .unwrap();
             path
         },
         &[],

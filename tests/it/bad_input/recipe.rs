@@ -24,8 +24,11 @@ fn run_config(dir: &Path, config: &str, env: &[(&str, &str)]) -> std::process::O
 
 #[test]
 fn unknown_recipe_key_in_a_file_names_the_key_and_the_file() {
-    with_config("r.toml", "[loss]\nbetta = 0.1\n", &[])
-        .assert(&["loss.betta", "r.toml", "unknown recipe key"]);
+    with_config("r.toml", "[loss]\nbetta = 0.1\n", &[]).assert(&[
+        "loss.betta",
+        "r.toml",
+        "unknown recipe key",
+    ]);
 }
 
 #[test]
@@ -35,14 +38,20 @@ fn unknown_recipe_key_from_set_names_the_flag() {
 
 #[test]
 fn wrong_value_type_from_env_names_the_variable() {
-    with_config("r.toml", "", &[("TRAINER_TRAIN__LR", "\"fast\"")])
-        .assert(&["train.lr", "TRAINER_TRAIN__LR", "wrong type"]);
+    with_config("r.toml", "", &[("TRAINER_TRAIN__LR", "\"fast\"")]).assert(&[
+        "train.lr",
+        "TRAINER_TRAIN__LR",
+        "wrong type",
+    ]);
 }
 
 #[test]
 fn wrong_value_type_in_a_file_names_the_key_and_the_file() {
-    with_config("r.toml", "[sampling]\nn = \"four\"\n", &[])
-        .assert(&["sampling.n", "r.toml", "wrong type"]);
+    with_config("r.toml", "[sampling]\nn = \"four\"\n", &[]).assert(&[
+        "sampling.n",
+        "r.toml",
+        "wrong type",
+    ]);
 }
 
 #[test]
@@ -76,7 +85,11 @@ fn exported_script_path_leaving_its_folder_is_refused() {
         "{EXPORT_HEAD}\n[[export.scripts]]\npath = \"scripts/../../evil.rhai\"\nsha256 = \"0\"\ntext = \"fn weight(s) {{ 1.0 }}\"\n"
     );
     let r = with_config("x.toml", &text, &[]);
-    r.assert(&["x.toml", "scripts/../../evil.rhai", "relative path under scripts/"]);
+    r.assert(&[
+        "x.toml",
+        "scripts/../../evil.rhai",
+        "relative path under scripts/",
+    ]);
     assert!(!r.dir.path().join("evil.rhai").exists());
 }
 
