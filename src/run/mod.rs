@@ -138,7 +138,8 @@ fn finish(run: &Run, mut summary: RunSummary, started: Instant) -> Result<()> {
     Ok(())
 }
 
-/// Resolves the recipe, compiles the hooks, creates the run folder and loads the model.
+/// Resolves the recipe (checking an exported recipe's inputs), compiles the hooks, loads the
+/// model, then creates the run folder.
 fn open_run(args: &RunArgs, until: &'static str) -> Result<Run> {
     let (layered, exported) = crate::export::load_recipe(&crate::app::recipe_input(args))?;
     let recipe = layered.resolve()?;
