@@ -47,6 +47,7 @@ pub fn recipe_input(args: &RunArgs) -> RecipeInput {
         sets: args.recipe.set.clone(),
         script: args.script.clone(),
         out: args.out.clone(),
+        ..RecipeInput::default()
     }
 }
 
@@ -73,9 +74,13 @@ fn show_recipe(args: &RecipeCmdArgs) -> Result<()> {
         config: args.recipe.config.clone(),
         sets: args.recipe.set.clone(),
         script: args.script.clone(),
-        out: None,
+        ..RecipeInput::default()
     };
-    let layered = recipe::load(&input)?;
+    if let Some(out) = &args.export {
+        println!("exported {}", crate::export::write_export(&input, out)?);
+        return Ok(());
+    }
+    let (layered, _) = crate::export::load_recipe(&input)?;
     layered.resolve()?;
     print!("{}", layered.annotated_toml()?);
     Ok(())

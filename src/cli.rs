@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// The run folder (default `runs/<name>-<time>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Run an exported recipe (`--config F.toml`) even when its model or data hashes differ.
+    #[arg(long)]
+    pub allow_different_inputs: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +111,10 @@ pub struct CheckArgs {
 pub struct RecipeCmdArgs {
     #[arg(long, value_name = "FILE")]
     pub script: Option<PathBuf>,
+    /// Write the recipe as one self-contained file: the resolved recipe, the text of every script
+    /// it uses and the sha256 of its model and data (run it with `--config FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
     #[command(flatten)]
     pub recipe: RecipeArgs,
 }

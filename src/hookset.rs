@@ -23,11 +23,17 @@ impl HookSet {
     /// Compiles the recipe's script and the plugins it needs; fails on any missing hook or any
     /// hook with the wrong arity.
     pub fn load(recipe: &Recipe) -> Result<HookSet> {
+        Self::load_near(recipe, None)
+    }
+
+    /// Like [`HookSet::load`]; without an experiment script, plugins are looked up from
+    /// `plugins_near` (a path whose folder, or an ancestor's, holds `plugins/`).
+    pub fn load_near(recipe: &Recipe, plugins_near: Option<&Path>) -> Result<HookSet> {
         let script_path = match &recipe.run.script {
             ScriptChoice::File(p) => Some(p.as_path()),
             ScriptChoice::None => None,
         };
-        let mut host = ScriptHost::new(&recipe.script, script_path);
+        let mut host = ScriptHost::new(&recipe.script, script_path.or(plugins_near));
         let script = script_path.map(|p| host.load_file(p)).transpose()?;
         let grade = pick(&mut host, script, HookKind::Grade, &recipe.grade.grader)?;
         let weight = pick(&mut host, script, HookKind::Weight, &recipe.weight.scheme)?;

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod generation;
 pub mod grade;
 pub mod hookset;

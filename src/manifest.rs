@@ -91,6 +91,19 @@ pub struct Manifest {
     pub data: BTreeMap<String, Input>,
     /// The content key of the sample cache this run used.
     pub sample_cache_key: Option<String>,
+    /// The command line that made the run.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// The last stage the command ran to: `sample`, `pairs`, `train`, `all` or `eval`.
+    #[serde(default)]
+    pub until: String,
+}
+
+/// The command line of this process, as text.
+pub fn command_line() -> Vec<String> {
+    std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The version string recorded in manifests.

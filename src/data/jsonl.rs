@@ -15,6 +15,10 @@ pub struct JsonlLine {
     pub object: Map<String, Value>,
 }
 
+/// The longest line read (4 MiB): a question, solution or response this long is a broken file,
+/// not data, and would only exhaust memory in tokenization.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Reads every non-blank line of `path` as a JSON object.
 pub fn read_jsonl(path: &Path) -> Result<Vec<JsonlLine>> {
     let name = path.display();
@@ -22,6 +26,13 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<JsonlLine>> {
     let mut out = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
+        if raw.len() > MAX_LINE_BYTES {
+            return Err(user_error(format!(
+                "{name}:{line}: the line is {} bytes, over the limit of {} MiB per line",
+                raw.len(),
+                MAX_LINE_BYTES >> 20
+            )));
+        }
         let text = std::str::from_utf8(raw)
             .map_err(|e| user_error(format!("{name}:{line}: not UTF-8 text ({e})")))?;
         let text = text.trim_end_matches('\r');

@@ -17,6 +17,10 @@ pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
 /// Prefix of the environment variables that override recipe keys (`TRAINER_TRAIN__LR`).
 pub const ENV_PREFIX: &str = "TRAINER_";
 
+/// The table of an exported recipe (`trainer recipe --export`) that is not part of the recipe: it
+/// is left out of the merge and read by `crate::export`.
+pub const EXPORT_TABLE: &str = "export";
+
 /// What the command line says about the recipe.
 #[derive(Debug, Clone, Default)]
 pub struct RecipeInput {
@@ -24,6 +28,17 @@ pub struct RecipeInput {
     pub sets: Vec<String>,
     pub script: Option<PathBuf>,
     pub out: Option<PathBuf>,
+    /// Values the program sets right above `--config` (the scripts of an exported recipe, once
+    /// written to disk), each with the name `trainer recipe` shows as its source.
+    pub overrides: Vec<Override>,
+}
+
+/// One recipe value set by the program, with the source name shown for it.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub source: String,
+    pub key: String,
+    pub value: String,
 }
 
 /// The merged layers, before validation; keeps the figment to say where each value came from.
@@ -67,8 +82,15 @@ fn build_figment(input: &RecipeInput) -> Result<Figment> {
         dict: defaults,
     });
     if let Some(path) = &input.config {
-        check_config_file(path)?;
-        figment = figment.merge(Toml::file_exact(path));
+        let mut table = check_config_file(path)?;
+        if table.remove(EXPORT_TABLE).is_some() {
+            figment = figment.merge(table_layer(path, &table)?);
+        } else {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+    }
+    for o in &input.overrides {
+        figment = figment.merge(flag_layer(&o.source, &o.key, Value::from(o.value.clone()))?);
     }
     for layer in env_layers()? {
         figment = figment.merge(layer);
@@ -87,7 +109,20 @@ fn build_figment(input: &RecipeInput) -> Result<Figment> {
     Ok(figment)
 }
 
-fn check_config_file(path: &Path) -> Result<()> {
+/// A config file's table as a layer named after the file (used when its `[export]` table is left out).
+fn table_layer(path: &Path, table: &toml::Table) -> Result<Layer> {
+    let text = toml::to_string(table)?;
+    let data = Toml::string(&text)
+        .data()
+        .map_err(|e| user_error(format!("{}: {e}", path.display())))?;
+    Ok(Layer {
+        name: path.display().to_string(),
+        dict: data.get(&Profile::Default).cloned().unwrap_or_default(),
+    })
+}
+
+/// Checks that `path` is a readable TOML file and returns its table.
+fn check_config_file(path: &Path) -> Result<toml::Table> {
     if !path.is_file() {
         return Err(user_error(format!(
             "--config {}: no such file",
@@ -96,22 +131,24 @@ fn check_config_file(path: &Path) -> Result<()> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| user_error(format!("--config {}: cannot read: {e}", path.display())))?;
-    if let Err(e) = text.parse::<toml::Table>() {
-        let place = match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!("{}:{line}:{col}", path.display())
-            }
-            None => path.display().to_string(),
-        };
-        return Err(user_error(format!(
-            "{place}: invalid TOML: {}",
-            e.message().trim_end()
-        )));
+    match text.parse::<toml::Table>() {
+        Ok(table) => Ok(table),
+        Err(e) => Err(toml_error(path, &text, &e)),
     }
-    Ok(())
+}
+
+/// A TOML parse error as a user error naming `path:line:column`.
+pub fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let place = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{}:{line}:{col}", path.display())
+        }
+        None => path.display().to_string(),
+    };
+    user_error(format!("{place}: invalid TOML: {}", e.message().trim_end()))
 }
 
 /// One layer per `TRAINER_*` variable, in name order: `TRAINER_TRAIN__LR=1e-6` sets `train.lr`.

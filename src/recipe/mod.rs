@@ -7,7 +7,9 @@ mod schema;
 mod show;
 mod spec;
 
-pub use load::{DEFAULT_TOML, Layered, RecipeInput, describe_source, load};
+pub use load::{
+    DEFAULT_TOML, EXPORT_TABLE, Layered, Override, RecipeInput, describe_source, load, toml_error,
+};
 pub use resolve::{LOSS_BATCH_FIELDS, WEIGHT_STATS_FIELDS};
 pub use schema::RawRecipe;
 pub use spec::{

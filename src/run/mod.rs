@@ -2,6 +2,7 @@
 //! (`trainer sample`, `trainer pairs`, `trainer train`), writing every stage's file into the run
 //! folder and reusing content-keyed caches.
 
+mod fingerprint;
 mod folder;
 mod inputs;
 mod keys;
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+pub use fingerprint::{Fingerprint, fingerprints};
 pub use folder::{create_run_dir, timestamp, write_jsonl};
 pub use summary::{RunSummary, render, write_plots};
 
@@ -27,7 +29,7 @@ use crate::manifest::{
 };
 use crate::model::{ChatTemplate, LoadedModel, load_model_on};
 use crate::pair::{PairInputs, PairRow, build_pairs};
-use crate::recipe::{self, DataFormat, EvalData, PairMode, Recipe, TokenizerChoice};
+use crate::recipe::{DataFormat, EvalData, PairMode, Recipe, TokenizerChoice};
 use crate::reference::fill_reference;
 use crate::sample::run_sampling;
 
@@ -44,6 +46,18 @@ pub enum Until {
     All,
 }
 
+impl Until {
+    /// The name recorded in `manifest.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Until::Sample => "sample",
+            Until::Pairs => "pairs",
+            Until::Train => "train",
+            Until::All => "all",
+        }
+    }
+}
+
 /// The state of a run in progress.
 struct Run {
     recipe: Recipe,
@@ -53,6 +67,8 @@ struct Run {
     template: ChatTemplate,
     model_sha: String,
     model_path: PathBuf,
+    /// The last stage this command runs (`manifest.json`'s `until`).
+    until: &'static str,
     timings: Vec<(String, f64)>,
 }
 
@@ -69,7 +85,7 @@ impl Run {
 /// Runs the pipeline up to `until`.
 pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     let started = Instant::now();
-    let mut run = open_run(args)?;
+    let mut run = open_run(args, until.name())?;
     let model_path = run.model_path.clone();
     let mut summary = RunSummary {
         run_dir: run.dir.display().to_string(),
@@ -82,7 +98,7 @@ pub fn run(args: &RunArgs, until: Until) -> Result<()> {
 /// `trainer eval`: the accuracy of `model.path` on the eval questions.
 pub fn run_eval(args: &RunArgs) -> Result<()> {
     let started = Instant::now();
-    let mut run = open_run(args)?;
+    let mut run = open_run(args, "eval")?;
     let Some((path, examples)) = eval_examples(&run)? else {
         return Err(user_error(
             "eval.data is empty: there is nothing to evaluate",
@@ -122,21 +138,20 @@ fn finish(run: &Run, mut summary: RunSummary, started: Instant) -> Result<()> {
     Ok(())
 }
 
-/// Resolves the recipe, compiles the hooks, creates the run folder and loads the model.
-fn open_run(args: &RunArgs) -> Result<Run> {
-    let layered = recipe::load(&crate::app::recipe_input(args))?;
+/// Resolves the recipe (checking an exported recipe's inputs), compiles the hooks, loads the
+/// model, then creates the run folder.
+fn open_run(args: &RunArgs, until: &'static str) -> Result<Run> {
+    let (layered, exported) = crate::export::load_recipe(&crate::app::recipe_input(args))?;
     let recipe = layered.resolve()?;
-    let hooks = HookSet::load(&recipe)?;
+    let near = exported.as_ref().map(|e| e.plugins_near());
+    let hooks = HookSet::load_near(&recipe, near.as_deref())?;
+    if let Some(e) = &exported {
+        e.check_inputs(&recipe, args.allow_different_inputs)?;
+    }
     for (kind, source) in hooks.describe() {
         tracing::info!("hook {}: {source}", kind.signature());
     }
     let template = ChatTemplate::from_recipe(&recipe.model.template, &recipe.model.system);
-    let dir = create_run_dir(&recipe.run)?;
-    write_atomic(
-        &dir.join("recipe.toml"),
-        layered.annotated_toml()?.as_bytes(),
-    )?;
-    folder::copy_scripts(&dir, &hooks.host.sources())?;
     let tokenizer = match &recipe.model.tokenizer {
         TokenizerChoice::File(p) => Some(p.clone()),
         TokenizerChoice::FromModel => None,
@@ -146,6 +161,13 @@ fn open_run(args: &RunArgs) -> Result<Run> {
     tracing::info!("loading {}", model_path.display());
     let model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
     let model_sha = sha256_path(&model_path)?;
+    // The run folder is made only once the model has loaded: a bad model or export leaves none.
+    let dir = create_run_dir(&recipe.run)?;
+    write_atomic(
+        &dir.join("recipe.toml"),
+        layered.annotated_toml()?.as_bytes(),
+    )?;
+    folder::copy_scripts(&dir, &hooks.host.sources())?;
     Ok(Run {
         recipe,
         hooks,
@@ -154,6 +176,7 @@ fn open_run(args: &RunArgs) -> Result<Run> {
         template,
         model_sha,
         model_path,
+        until,
         timings: Vec::new(),
     })
 }
@@ -514,6 +537,8 @@ fn write_manifest(
         },
         data,
         sample_cache_key,
+        argv: crate::manifest::command_line(),
+        until: run.until.to_string(),
     };
     write_json_atomic(&run.dir.join("manifest.json"), &manifest)
 }

@@ -175,6 +175,22 @@ impl ScriptHost {
         out
     }
 
+    /// Where a script this host compiled or imported sits below `plugins/` (`loss/dpo.rhai`), or
+    /// `None` when it is not a plugin. `name` is as [`ScriptHost::sources`] gives it.
+    pub fn plugin_path(&self, name: &str) -> Option<String> {
+        match &self.plugins {
+            PluginDir::Disk(root) => {
+                let canon = Path::new(name).canonicalize().ok()?;
+                let rel = canon.strip_prefix(root).ok()?;
+                Some(rel.to_string_lossy().replace('\\', "/"))
+            }
+            PluginDir::Embedded => {
+                let key = name.strip_prefix("plugins/")?;
+                embedded::plugin_text(key).map(|_| key.to_string())
+            }
+        }
+    }
+
     /// The functions a unit defines, in source order.
     pub fn functions(&self, unit: UnitId) -> &[FnInfo] {
         &self.units[unit.0].functions

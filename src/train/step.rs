@@ -53,7 +53,7 @@ pub fn forward_backward(
     let value = total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     if !value.is_finite() {
         return Err(user_error(format!(
-            "the loss is {value} (loss hook {})",
+            "the loss is {value} (fn loss(batch) in {})",
             host.file(hook.unit)
         )));
     }

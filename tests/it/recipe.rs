@@ -63,48 +63,11 @@ fn later_layers_win_file_then_env_then_set() {
 }
 
 #[test]
-fn unknown_key_from_set_names_the_key() {
-    let out = trainer(&["recipe", "--set", "train.lrr=1"], &[]);
-    assert_user_error(
-        &out,
-        &["train.lrr", "--set train.lrr=1", "unknown recipe key"],
-    );
-}
-
-#[test]
-fn unknown_key_in_a_file_names_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(dir.path(), "r.toml", "[loss]\nbetta = 0.1\n");
-    let out = trainer(&["recipe", "--config", config.to_str().unwrap()], &[]);
-    assert_user_error(&out, &["loss.betta", "r.toml"]);
-}
-
-#[test]
-fn wrong_type_from_env_names_the_variable() {
-    let out = trainer(&["recipe"], &[("TRAINER_TRAIN__LR", "fast")]);
-    assert_user_error(&out, &["train.lr", "TRAINER_TRAIN__LR", "wrong type"]);
-}
-
-#[test]
 fn invalid_value_names_key_and_rule() {
     let out = trainer(&["recipe", "--set", "sampling.top_p=1.5"], &[]);
     assert_user_error(&out, &["sampling.top_p", "(0, 1]"]);
     let out = trainer(&["recipe", "--set", "loss.weight_placement=middle"], &[]);
     assert_user_error(&out, &["loss.weight_placement", "inside, outside"]);
-}
-
-#[test]
-fn missing_config_file_is_an_error() {
-    let out = trainer(&["recipe", "--config", "no/such/recipe.toml"], &[]);
-    assert_user_error(&out, &["no/such/recipe.toml", "no such file"]);
-}
-
-#[test]
-fn malformed_config_file_names_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(dir.path(), "bad.toml", "[train]\nlr = = 1\n");
-    let out = trainer(&["recipe", "--config", config.to_str().unwrap()], &[]);
-    assert_user_error(&out, &["bad.toml:2:", "invalid TOML"]);
 }
 
 #[test]

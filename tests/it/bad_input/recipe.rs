@@ -1,0 +1,100 @@
+//! Bad recipes in a real run: unknown keys, wrong types, values out of range, broken recipe files
+//! and broken exported recipes. Each names the key (and where it came from) or the file and line.
+
+use std::path::Path;
+
+use super::{Refusal, tiny_run};
+use crate::common::{trainer, write};
+
+/// The whole pipeline with `--config <dir>/<name>` holding `text`, and the environment `env`.
+fn with_config(name: &str, text: &str, env: &[(&str, &str)]) -> Refusal {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), name, text);
+    let out = run_config(dir.path(), config.to_str().unwrap(), env);
+    Refusal { dir, out }
+}
+
+fn run_config(dir: &Path, config: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let out_dir = dir.join("run");
+    trainer(
+        &["--config", config, "--out", out_dir.to_str().unwrap()],
+        env,
+    )
+}
+
+#[test]
+fn unknown_recipe_key_in_a_file_names_the_key_and_the_file() {
+    with_config("r.toml", "[loss]\nbetta = 0.1\n", &[]).assert(&[
+        "loss.betta",
+        "r.toml",
+        "unknown recipe key",
+    ]);
+}
+
+#[test]
+fn unknown_recipe_key_from_set_names_the_flag() {
+    tiny_run(&["train.lrr=1"]).assert(&["train.lrr", "--set train.lrr=1", "unknown recipe key"]);
+}
+
+#[test]
+fn wrong_value_type_from_env_names_the_variable() {
+    with_config("r.toml", "", &[("TRAINER_TRAIN__LR", "\"fast\"")]).assert(&[
+        "train.lr",
+        "TRAINER_TRAIN__LR",
+        "wrong type",
+    ]);
+}
+
+#[test]
+fn wrong_value_type_in_a_file_names_the_key_and_the_file() {
+    with_config("r.toml", "[sampling]\nn = \"four\"\n", &[]).assert(&[
+        "sampling.n",
+        "r.toml",
+        "wrong type",
+    ]);
+}
+
+#[test]
+fn malformed_recipe_file_names_file_and_line() {
+    with_config("bad.toml", "[train]\nlr = = 1\n", &[]).assert(&["bad.toml:2:", "invalid TOML"]);
+}
+
+#[test]
+fn missing_recipe_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_config(dir.path(), "no/such/recipe.toml", &[]);
+    Refusal { dir, out }.assert(&["no/such/recipe.toml", "no such file"]);
+}
+
+#[test]
+fn zero_samples_per_question_names_the_key() {
+    tiny_run(&["sampling.n=0"]).assert(&["sampling.n"]);
+}
+
+#[test]
+fn hybrid_mode_without_an_off_policy_file_names_the_key() {
+    tiny_run(&["pairs.mode=\"hybrid\""]).assert(&["pairs.off_policy"]);
+}
+
+const EXPORT_HEAD: &str = "[export]\nformat = 1\ntrainer_version = \"trainer 0.1.0\"\n\
+                           script_keys = {}\ninputs = []\n";
+
+#[test]
+fn exported_script_path_leaving_its_folder_is_refused() {
+    let text = format!(
+        "{EXPORT_HEAD}\n[[export.scripts]]\npath = \"scripts/../../evil.rhai\"\nsha256 = \"0\"\ntext = \"fn weight(s) {{ 1.0 }}\"\n"
+    );
+    let r = with_config("x.toml", &text, &[]);
+    r.assert(&[
+        "x.toml",
+        "scripts/../../evil.rhai",
+        "relative path under scripts/",
+    ]);
+    assert!(!r.dir.path().join("evil.rhai").exists());
+}
+
+#[test]
+fn unknown_key_in_the_export_table_is_named() {
+    let text = format!("{EXPORT_HEAD}scripts = []\nchecksum = \"x\"\n");
+    with_config("x.toml", &text, &[]).assert(&["x.toml", "[export]", "checksum"]);
+}
