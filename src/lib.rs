@@ -2,6 +2,7 @@
 //! hooks for grading, weighting, pairing and losses.
 
 pub mod app;
+pub mod atomic;
 pub mod batch;
 pub mod bench;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod eval;
 pub mod generation;
 pub mod grade;
 pub mod hookset;
+pub mod interrupt;
 pub mod jsonl_log;
 pub mod loss;
 pub mod manifest;
