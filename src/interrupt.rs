@@ -80,5 +80,6 @@ pub fn check(stage: &str, item: impl FnOnce() -> String) -> Result<()> {
 
 /// The interruption anywhere in `err`'s chain, if that is what stopped the run.
 pub fn find(err: &anyhow::Error) -> Option<&Interrupted> {
-    err.chain().find_map(|cause| cause.downcast_ref::<Interrupted>())
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Interrupted>())
 }

@@ -44,7 +44,12 @@ pub fn fill_reference(
     let (old, mut log) = JsonlLog::open::<Cached>(cache)?;
     let mut have: HashMap<usize, (f64, f64)> = old
         .into_iter()
-        .map(|c| (c.index, (f64::from_bits(c.chosen), f64::from_bits(c.rejected))))
+        .map(|c| {
+            (
+                c.index,
+                (f64::from_bits(c.chosen), f64::from_bits(c.rejected)),
+            )
+        })
         .collect();
     let weights = model.policy.frozen();
     let bar = progress::bar(todo.len() as u64, "reference");

@@ -10,8 +10,8 @@ use candle_nn::VarMap;
 
 use super::config::ModelConfig;
 use super::decoder::{LayerWeights, Weights};
-use crate::error::user_error;
 use crate::atomic::{write_atomic, write_atomic_with};
+use crate::error::user_error;
 
 /// A decoder whose weights receive gradients.
 pub struct Policy {

@@ -50,8 +50,14 @@ pub fn write_state(dir: &Path, state: &TrainState, opt: Option<(&AdamW, &[String
     if let Some((opt, names)) = opt {
         let mut tensors = HashMap::new();
         for (name, mo) in names.iter().zip(opt.moments()) {
-            tensors.insert(format!("m.{name}"), Tensor::new(mo.m.as_slice(), &Device::Cpu)?);
-            tensors.insert(format!("v.{name}"), Tensor::new(mo.v.as_slice(), &Device::Cpu)?);
+            tensors.insert(
+                format!("m.{name}"),
+                Tensor::new(mo.m.as_slice(), &Device::Cpu)?,
+            );
+            tensors.insert(
+                format!("v.{name}"),
+                Tensor::new(mo.v.as_slice(), &Device::Cpu)?,
+            );
         }
         write_atomic_with(&dir.join(OPTIMIZER_FILE), |tmp| {
             candle_core::safetensors::save(&tensors, tmp)
@@ -67,7 +73,8 @@ fn read_state(dir: &Path) -> Result<Option<TrainState>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let state: TrainState = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a training state", path.display()))?;
     if state.metrics.len() != state.step {
@@ -146,7 +153,12 @@ pub fn restore(model: &LoadedModel, opt: &mut AdamW, dir: &Path, state: &TrainSt
     };
     let restored = vars
         .iter()
-        .map(|(n, _)| Ok(Moments { m: take("m", n)?, v: take("v", n)? }))
+        .map(|(n, _)| {
+            Ok(Moments {
+                m: take("m", n)?,
+                v: take("v", n)?,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     opt.restore(state.optimizer_step, restored)
         .with_context(|| format!("{}", path.display()))

@@ -12,8 +12,8 @@ use super::checkpoint::save_checkpoint_with;
 use super::schedule::LrSchedule;
 use super::state::{self, TrainState, write_state};
 use super::{AdamW, AdamWConfig, StepBatch, clip_scale, forward_backward, grad_norm};
-use crate::batch::TokenPair;
 use crate::atomic::{remove_dir_atomic, write_atomic};
+use crate::batch::TokenPair;
 use crate::error::user_error;
 use crate::jsonl_log::JsonlLog;
 use crate::model::LoadedModel;
@@ -171,7 +171,12 @@ impl Trainer<'_> {
 
     /// Loads the furthest checkpoint of these inputs into the model and the optimizer; returns
     /// the metrics of the steps it holds (none when training starts afresh).
-    fn resume(&self, out: &TrainOutputs, opt: &mut AdamW, total: usize) -> Result<Vec<StepMetrics>> {
+    fn resume(
+        &self,
+        out: &TrainOutputs,
+        opt: &mut AdamW,
+        total: usize,
+    ) -> Result<Vec<StepMetrics>> {
         let dirs = state::candidates(&out.checkpoints, &out.final_dir)?;
         let Some((dir, saved)) = state::find_latest(&dirs, self.key)? else {
             return Ok(Vec::new());

@@ -11,6 +11,7 @@ mod model_errors;
 mod pipeline;
 mod recipe;
 mod reproduce;
+mod resume;
 mod scripts;
 mod smollm2;
 mod tiny_models;
