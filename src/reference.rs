@@ -4,6 +4,7 @@
 //! pass resumes and a rerun computes nothing.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -73,13 +74,13 @@ pub fn fill_reference(
         let c = fwd.chosen_logps.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let r = fwd.rejected_logps.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         for (j, &index) in chunk.iter().enumerate() {
-            if !have.contains_key(&index) {
+            if let Entry::Vacant(slot) = have.entry(index) {
                 log.append(&Cached {
                     index,
                     chosen: c[j].to_bits(),
                     rejected: r[j].to_bits(),
                 })?;
-                have.insert(index, (c[j], r[j]));
+                slot.insert((c[j], r[j]));
             }
         }
         log.flush()?;

@@ -200,7 +200,7 @@ impl Trainer<'_> {
     /// Where the state after `done` steps goes, if anywhere: a numbered checkpoint every
     /// `checkpoint_every` steps, else `checkpoints/latest` every `resume_every` steps.
     fn checkpoint_dir(&self, out: &TrainOutputs, done: usize, total: usize) -> Option<PathBuf> {
-        let every = |k: usize| k > 0 && done % k == 0 && done < total;
+        let every = |k: usize| k > 0 && done.is_multiple_of(k) && done < total;
         if every(self.spec.checkpoint_every) {
             Some(out.checkpoints.join(format!("step-{done:06}")))
         } else if every(self.spec.resume_every) {
