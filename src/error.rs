@@ -1,4 +1,5 @@
-//! The one error type that decides the exit code: a user mistake (exit 2) versus everything else (exit 1).
+//! The one error type that decides the exit code: a user mistake (exit 2) versus everything else
+//! (exit 1); an interrupted run exits 130.
 
 use std::fmt;
 
@@ -31,9 +32,13 @@ macro_rules! user_bail {
     };
 }
 
-/// Exit code for an error: 2 when a [`UserError`] is anywhere in its chain, else 1.
+/// Exit code for an error: 130 when a signal stopped the run
+/// ([`Interrupted`](crate::interrupt::Interrupted)), 2 when a [`UserError`] is anywhere in its
+/// chain, else 1.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.chain().any(|cause| cause.is::<UserError>()) {
+    if crate::interrupt::find(err).is_some() {
+        130
+    } else if err.chain().any(|cause| cause.is::<UserError>()) {
         2
     } else {
         1

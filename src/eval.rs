@@ -1,5 +1,6 @@
-//! The eval stage: greedy accuracy on held-out questions with the run's grader. Generations of the
-//! initial model can be cached by content, like samples.
+//! The eval stage: greedy accuracy on held-out questions with the run's grader. Generations are
+//! cached by content (the model's hash included) batch by batch, like samples, so a killed eval
+//! resumes.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -52,7 +53,7 @@ struct Generated {
 }
 
 /// Greedy answers to every question, in order; with `cache`, finished batches are kept there and
-/// reused.
+/// reused. Stops between batches after Ctrl-C.
 pub fn eval_generations(
     model: &LoadedModel,
     setup: &EvalSetup,
@@ -74,11 +75,13 @@ pub fn eval_generations(
     };
     let weights = model.policy.frozen();
     let bar = progress::bar(examples.len() as u64, label);
-    for chunk in examples.chunks(setup.batch_size) {
+    let batches = examples.len().div_ceil(setup.batch_size);
+    for (b, chunk) in examples.chunks(setup.batch_size).enumerate() {
         if chunk.iter().all(|ex| have.contains_key(&ex.id)) {
             bar.inc(chunk.len() as u64);
             continue;
         }
+        crate::interrupt::check(label, || format!("batch {} of {batches}", b + 1))?;
         let reqs = chunk
             .iter()
             .map(|ex| {

@@ -2,6 +2,7 @@
 //! hooks for grading, weighting, pairing and losses.
 
 pub mod app;
+pub mod atomic;
 pub mod batch;
 pub mod bench;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod export;
 pub mod generation;
 pub mod grade;
 pub mod hookset;
+pub mod interrupt;
 pub mod jsonl_log;
 pub mod loss;
 pub mod manifest;

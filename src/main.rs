@@ -1,4 +1,4 @@
-//! The `trainer` binary: parse, start tracing, run, print the error chain once, exit 0 / 1 / 2.
+//! The `trainer` binary: parse, start tracing, run, print the error chain once, exit 0 / 1 / 2 / 130.
 
 use std::process::ExitCode;
 
@@ -18,7 +18,10 @@ fn main() -> ExitCode {
     match trainer::app::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match trainer::interrupt::find(&err) {
+                Some(stop) => eprintln!("{stop}"),
+                None => eprintln!("error: {err:#}"),
+            }
             ExitCode::from(trainer::exit_code(&err) as u8)
         }
     }

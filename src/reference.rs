@@ -1,21 +1,40 @@
 //! The reference pass: log-probs of every pair under the initial policy, computed once (no
-//! reference model is held during training).
+//! reference model is held during training). Each finished batch is appended to a checksummed
+//! cache whose name is the content key of the whole pass (model, pairs, batching), so a killed
+//! pass resumes and a rerun computes nothing.
 
-use anyhow::Result;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use candle_core::DType;
+use serde::{Deserialize, Serialize};
 
 use crate::batch::{forward_pairs, tokenize_pair};
 use crate::data::PairRecord;
+use crate::jsonl_log::JsonlLog;
 use crate::model::LoadedModel;
 use crate::progress;
 
+/// One cached pair: its index among the records and the two log-probs as `f64` bits (exact).
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    index: usize,
+    chosen: u64,
+    rejected: u64,
+}
+
 /// Fills `ref_chosen_logps` / `ref_rejected_logps` of every record that lacks them, `batch_size`
-/// pairs per forward.
+/// pairs per forward, taking finished ones from `cache`, whose name must key the model, the
+/// records and the batching (`run::keys::reference_key`). Batches are cut over the full list of
+/// missing pairs, so a resumed pass forms the same batches as an uninterrupted one.
 pub fn fill_reference(
     model: &LoadedModel,
     records: &mut [PairRecord],
     batch_size: usize,
     max_length: usize,
+    cache: &Path,
 ) -> Result<()> {
     let todo: Vec<usize> = (0..records.len())
         .filter(|&i| records[i].ref_chosen_logps.is_none())
@@ -23,9 +42,25 @@ pub fn fill_reference(
     if todo.is_empty() {
         return Ok(());
     }
+    let (old, mut log) = JsonlLog::open::<Cached>(cache)?;
+    let mut have: HashMap<usize, (f64, f64)> = old
+        .into_iter()
+        .map(|c| {
+            (
+                c.index,
+                (f64::from_bits(c.chosen), f64::from_bits(c.rejected)),
+            )
+        })
+        .collect();
     let weights = model.policy.frozen();
     let bar = progress::bar(todo.len() as u64, "reference");
-    for chunk in todo.chunks(batch_size) {
+    let batches = todo.len().div_ceil(batch_size);
+    for (b, chunk) in todo.chunks(batch_size).enumerate() {
+        if chunk.iter().all(|i| have.contains_key(i)) {
+            bar.inc(chunk.len() as u64);
+            continue;
+        }
+        crate::interrupt::check("reference", || format!("batch {} of {batches}", b + 1))?;
         let tokens = chunk
             .iter()
             .map(|&i| tokenize_pair(&model.tokenizer, &records[i], max_length))
@@ -38,12 +73,27 @@ pub fn fill_reference(
         )?;
         let c = fwd.chosen_logps.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let r = fwd.rejected_logps.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        for (j, &i) in chunk.iter().enumerate() {
-            records[i].ref_chosen_logps = Some(c[j]);
-            records[i].ref_rejected_logps = Some(r[j]);
+        for (j, &index) in chunk.iter().enumerate() {
+            if let Entry::Vacant(slot) = have.entry(index) {
+                log.append(&Cached {
+                    index,
+                    chosen: c[j].to_bits(),
+                    rejected: r[j].to_bits(),
+                })?;
+                slot.insert((c[j], r[j]));
+            }
         }
+        log.flush()?;
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    for &i in &todo {
+        let (c, r) = have
+            .get(&i)
+            .copied()
+            .with_context(|| format!("{}: no reference for pair {}", cache.display(), i + 1))?;
+        records[i].ref_chosen_logps = Some(c);
+        records[i].ref_rejected_logps = Some(r);
+    }
     Ok(())
 }

@@ -57,7 +57,7 @@ pub fn sampling_params(spec: &SampleSpec) -> SamplingParams {
 
 /// Samples `spec.n` completions per example, resuming from `cache`; returns them ordered by
 /// (example, k). Requests are cut into fixed batches over the full list, so a resumed run forms
-/// the same batches as an uninterrupted one.
+/// the same batches as an uninterrupted one. Stops between batches after Ctrl-C.
 pub fn run_sampling(
     model: &LoadedModel,
     template: &ChatTemplate,
@@ -94,13 +94,15 @@ pub fn run_sampling(
     let weights = model.policy.frozen();
     let started = Instant::now();
     let mut new_tokens = 0usize;
-    for chunk in requests.chunks(spec.batch_size) {
+    let batches = total.div_ceil(spec.batch_size);
+    for (b, chunk) in requests.chunks(spec.batch_size).enumerate() {
         if chunk
             .iter()
             .all(|(id, k, _)| have.contains(&(id.clone(), *k)))
         {
             continue;
         }
+        crate::interrupt::check("sample", || format!("batch {} of {batches}", b + 1))?;
         let reqs: Vec<GenRequest> = chunk
             .iter()
             .map(|(id, k, ids)| GenRequest {

@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::recipe::SftSpec;
 use crate::rng::{self, Rng};
-use crate::train::{AdamW, AdamWConfig, LrSchedule, clip_scale, grad_norm, save_checkpoint};
+use crate::train::{AdamW, AdamWConfig, LrSchedule, clip_scale, grad_norm, save_checkpoint_with};
 
 /// The architecture of the built-in model.
 pub fn tiny_config(spec: &SftSpec, vocab_size: usize) -> ModelConfig {
@@ -84,8 +84,9 @@ pub fn builtin_tiny(spec: &SftSpec, template: &ChatTemplate, cache: &Path) -> Re
     if let Some(last) = losses.last() {
         tracing::info!("SFT loss {:.4} -> {last:.4}", losses[0]);
     }
-    save_checkpoint(&model, &dir)?;
-    crate::manifest::write_json_atomic(&dir.join("sft_losses.json"), &losses)?;
+    save_checkpoint_with(&model, &dir, |tmp| {
+        crate::manifest::write_json_atomic(&tmp.join("sft_losses.json"), &losses)
+    })?;
     Ok(dir)
 }
 

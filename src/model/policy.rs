@@ -10,6 +10,7 @@ use candle_nn::VarMap;
 
 use super::config::ModelConfig;
 use super::decoder::{LayerWeights, Weights};
+use crate::atomic::{write_atomic, write_atomic_with};
 use crate::error::user_error;
 
 /// A decoder whose weights receive gradients.
@@ -133,16 +134,11 @@ impl Policy {
     pub fn save_hf(&self, dir: &Path, tokenizer: &super::tokenizer::Tokenizer) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let config = serde_json::to_string_pretty(&self.config.to_hf_json())?;
-        let tmp = dir.join("config.json.tmp");
-        std::fs::write(&tmp, config).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join("config.json"))?;
-        let tmp = dir.join("tokenizer.json.tmp");
-        tokenizer.save(&tmp)?;
-        std::fs::rename(&tmp, dir.join("tokenizer.json"))?;
-        let tmp = dir.join("model.safetensors.tmp");
-        self.save_safetensors(&tmp)?;
-        std::fs::rename(&tmp, dir.join("model.safetensors"))?;
-        Ok(())
+        write_atomic(&dir.join("config.json"), config.as_bytes())?;
+        write_atomic_with(&dir.join("tokenizer.json"), |tmp| tokenizer.save(tmp))?;
+        write_atomic_with(&dir.join("model.safetensors"), |tmp| {
+            self.save_safetensors(tmp)
+        })
     }
 
     /// Writes the weights as one safetensors file with HF names.

@@ -451,6 +451,7 @@ fn train(ctx: &Ctx, r: &RawTrain) -> Result<TrainSpec> {
         max_steps: Limit::from_count(r.max_steps),
         max_length: ctx.at_least_one("train.max_length", r.max_length)?,
         checkpoint_every: r.checkpoint_every,
+        resume_every: r.resume_every,
     })
 }
 

@@ -156,6 +156,7 @@ pub struct RawTrain {
     pub max_steps: usize,
     pub max_length: usize,
     pub checkpoint_every: usize,
+    pub resume_every: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

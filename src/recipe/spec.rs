@@ -341,6 +341,8 @@ pub struct TrainSpec {
     pub max_length: usize,
     /// 0 saves only at the end.
     pub checkpoint_every: usize,
+    /// Refresh `checkpoints/latest` (the resume state) every k steps; 0 disables.
+    pub resume_every: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

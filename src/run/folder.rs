@@ -1,5 +1,5 @@
-//! The run folder: its name, the recipe and scripts copied into it, and plain JSONL outputs
-//! written atomically.
+//! The run folder: its name (or the unfinished run a rerun takes up again), the recipe and scripts
+//! copied into it, and plain JSONL outputs written atomically.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,57 @@ pub fn create_run_dir(run: &RunSpec) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the run folder {}", dir.display()))?;
     Ok(dir)
+}
+
+/// The marker of a run that has not finished: it holds the run's key (command, recipe, scripts).
+pub const IN_PROGRESS: &str = "in_progress";
+
+/// The run folder for `run`, marked in progress with `key`. With an explicit `--out` that folder
+/// is used (and resumed from); with a timestamped name, the newest unfinished `runs/<name>-*`
+/// folder of the same key is taken up again, else a new one is created.
+pub fn open_run_dir(run: &RunSpec, key: &str) -> Result<PathBuf> {
+    let dir = match &run.out {
+        OutDir::Dir(_) => create_run_dir(run)?,
+        OutDir::Timestamped => match unfinished_run(Path::new("runs"), &run.name, key)? {
+            Some(dir) => {
+                tracing::info!("resuming the unfinished run {}", dir.display());
+                dir
+            }
+            None => create_run_dir(run)?,
+        },
+    };
+    write_atomic(&dir.join(IN_PROGRESS), key.as_bytes())?;
+    Ok(dir)
+}
+
+/// Removes the in-progress marker of a finished run.
+pub fn mark_finished(dir: &Path) -> Result<()> {
+    let marker = dir.join(IN_PROGRESS);
+    if marker.exists() {
+        std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    }
+    Ok(())
+}
+
+/// The newest folder `runs/<name>-*` whose in-progress marker holds `key`.
+fn unfinished_run(runs: &Path, name: &str, key: &str) -> Result<Option<PathBuf>> {
+    if !runs.is_dir() {
+        return Ok(None);
+    }
+    let prefix = format!("{name}-");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(runs).with_context(|| format!("listing {}", runs.display()))? {
+        let dir = entry?.path();
+        let named = dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
+        let marker = std::fs::read_to_string(dir.join(IN_PROGRESS)).unwrap_or_default();
+        if named && marker == key {
+            found.push(dir);
+        }
+    }
+    found.sort();
+    Ok(found.pop())
 }
 
 /// Writes `items` as plain JSONL, atomically.

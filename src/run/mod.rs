@@ -86,6 +86,7 @@ impl Run {
 pub fn run(args: &RunArgs, until: Until) -> Result<()> {
     let started = Instant::now();
     let mut run = open_run(args, until.name())?;
+    crate::interrupt::install()?;
     let model_path = run.model_path.clone();
     let mut summary = RunSummary {
         run_dir: run.dir.display().to_string(),
@@ -99,6 +100,7 @@ pub fn run(args: &RunArgs, until: Until) -> Result<()> {
 pub fn run_eval(args: &RunArgs) -> Result<()> {
     let started = Instant::now();
     let mut run = open_run(args, "eval")?;
+    crate::interrupt::install()?;
     let Some((path, examples)) = eval_examples(&run)? else {
         return Err(user_error(
             "eval.data is empty: there is nothing to evaluate",
@@ -106,7 +108,8 @@ pub fn run_eval(args: &RunArgs) -> Result<()> {
     };
     let model_path = run.model_path.clone();
     write_manifest(&run, &model_path, (&path, &sha256_path(&path)?), None, None)?;
-    let result = run.timed("eval", |r| eval_stage(r, &examples, "before", true))?;
+    let sha = run.model_sha.clone();
+    let result = run.timed("eval", |r| eval_stage(r, &examples, "before", &sha))?;
     write_json_atomic(
         &run.dir.join("eval.json"),
         &serde_json::json!({ "before": result }),
@@ -134,12 +137,14 @@ fn finish(run: &Run, mut summary: RunSummary, started: Instant) -> Result<()> {
     summary.timings = run.timings.clone();
     summary.total_seconds = started.elapsed().as_secs_f64();
     write_json_atomic(&run.dir.join("summary.json"), &summary)?;
+    folder::mark_finished(&run.dir)?;
     print!("{}", render(&summary));
     Ok(())
 }
 
 /// Resolves the recipe (checking an exported recipe's inputs), compiles the hooks, loads the
-/// model, then creates the run folder.
+/// model, then opens the run folder (an unfinished one of the same command `until` and recipe
+/// when the folder name is timestamped).
 fn open_run(args: &RunArgs, until: &'static str) -> Result<Run> {
     let (layered, exported) = crate::export::load_recipe(&crate::app::recipe_input(args))?;
     let recipe = layered.resolve()?;
@@ -162,11 +167,10 @@ fn open_run(args: &RunArgs, until: &'static str) -> Result<Run> {
     let model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
     let model_sha = sha256_path(&model_path)?;
     // The run folder is made only once the model has loaded: a bad model or export leaves none.
-    let dir = create_run_dir(&recipe.run)?;
-    write_atomic(
-        &dir.join("recipe.toml"),
-        layered.annotated_toml()?.as_bytes(),
-    )?;
+    let recipe_text = layered.annotated_toml()?;
+    let run_key = keys::run_key(until, &recipe_text, &hooks.host.sources());
+    let dir = folder::open_run_dir(&recipe.run, &run_key)?;
+    write_atomic(&dir.join("recipe.toml"), recipe_text.as_bytes())?;
     folder::copy_scripts(&dir, &hooks.host.sources())?;
     Ok(Run {
         recipe,
@@ -212,7 +216,8 @@ fn pipeline(
         sample_key.clone(),
     )?;
     if let (Some((_, ex)), true) = (&eval_examples, run.recipe.eval.before) {
-        let r = run.timed("eval before", |r| eval_stage(r, ex, "before", true))?;
+        let sha = run.model_sha.clone();
+        let r = run.timed("eval before", |r| eval_stage(r, ex, "before", &sha))?;
         summary.eval_before = Some(r);
     }
     let (off_policy, only_off_policy) = match &run.recipe.pairs.mode {
@@ -249,8 +254,11 @@ fn pipeline(
         return Err(user_error("no preference pairs to train on"));
     }
     let (batch, max_len) = (run.recipe.train.batch_size, run.recipe.train.max_length);
+    let key = keys::reference_key(&run.model_sha, &records, batch, max_len);
+    let cache = run.recipe.run.cache.join("reference");
     run.timed("reference", |r| {
-        fill_reference(&r.model, &mut records, batch, max_len)
+        let cache = cache.join(format!("{key}.jsonl"));
+        fill_reference(&r.model, &mut records, batch, max_len, &cache)
     })?;
     write_pair_files(run, rows.as_mut(), &records, own)?;
     if until == Until::Pairs {
@@ -263,7 +271,8 @@ fn pipeline(
     summary.last_margin = metrics.last().map(|m| m.margin);
     summary.last_reward_accuracy = metrics.last().map(|m| m.reward_accuracy);
     if let (Some((_, ex)), true) = (&eval_examples, run.recipe.eval.after) {
-        let r = run.timed("eval after", |r| eval_stage(r, ex, "after", false))?;
+        let sha = sha256_path(&run.dir.join("final").join("model.safetensors"))?;
+        let r = run.timed("eval after", |r| eval_stage(r, ex, "after", &sha))?;
         summary.eval_after = Some(r);
     }
     let weights: Vec<f64> = records.iter().filter_map(|p| p.weight).collect();
@@ -407,6 +416,14 @@ fn train_stage(run: &mut Run, records: &[PairRecord]) -> Result<Vec<StepMetrics>
             })
         })
         .collect::<Result<_>>()?;
+    let key = keys::train_key(
+        &run.model_sha,
+        &pairs,
+        &run.recipe.train,
+        &run.recipe.loss,
+        &run.hooks.host.sources(),
+        run.recipe.run.seed,
+    );
     let trainer = Trainer {
         model: &run.model,
         host: &run.hooks.host,
@@ -414,15 +431,13 @@ fn train_stage(run: &mut Run, records: &[PairRecord]) -> Result<Vec<StepMetrics>
         loss: &run.recipe.loss,
         spec: &run.recipe.train,
         seed: run.recipe.run.seed,
+        key: &key,
     };
     let out = TrainOutputs {
         metrics: run.dir.join("metrics.jsonl"),
         checkpoints: run.dir.join("checkpoints"),
         final_dir: run.dir.join("final"),
     };
-    if out.metrics.exists() {
-        std::fs::remove_file(&out.metrics)?;
-    }
     trainer.run(&pairs, &out)
 }
 
@@ -446,11 +461,13 @@ fn eval_examples(run: &Run) -> Result<Option<(PathBuf, Vec<Example>)>> {
     Ok(Some((path, examples)))
 }
 
+/// Evaluates the model in memory, whose weights hash to `model_sha` (the generations are cached
+/// under that hash).
 fn eval_stage(
     run: &mut Run,
     examples: &[Example],
     label: &str,
-    cacheable: bool,
+    model_sha: &str,
 ) -> Result<EvalResult> {
     let e = &run.recipe.eval;
     let setup = EvalSetup {
@@ -460,29 +477,24 @@ fn eval_stage(
         batch_size: e.batch_size,
         stop: &run.recipe.sampling.stop,
     };
-    let cache = if cacheable {
-        let EvalData::Source(source) = &e.data else {
-            unreachable!("eval examples exist only with eval data")
-        };
-        let eval_sha = sha256_path(&local_path(source, "eval.data", &run.recipe)?)?;
-        let selection = format!("{:?}", e.limit);
-        let key = keys::eval_key(&run.model_sha, &eval_sha, &selection, &setup);
-        Some(
-            run.recipe
-                .run
-                .cache
-                .join("eval")
-                .join(format!("{key}.jsonl")),
-        )
-    } else {
-        None
+    let EvalData::Source(source) = &e.data else {
+        unreachable!("eval examples exist only with eval data")
     };
+    let eval_sha = sha256_path(&local_path(source, "eval.data", &run.recipe)?)?;
+    let selection = format!("{:?}", e.limit);
+    let key = keys::eval_key(model_sha, &eval_sha, &selection, &setup);
+    let cache = run
+        .recipe
+        .run
+        .cache
+        .join("eval")
+        .join(format!("{key}.jsonl"));
     let (result, records) = evaluate(
         &run.model,
         &setup,
         examples,
         (&run.hooks.host, run.hooks.grade),
-        cache.as_deref(),
+        Some(&cache),
         &format!("eval {label}"),
     )?;
     write_jsonl(&run.dir.join(format!("eval_{label}.jsonl")), &records)?;

@@ -1,6 +1,7 @@
 //! AdamW that updates every parameter in place, multi-threaded, following PyTorch's `torch.optim.AdamW`
 //! arithmetic step by step (so one step matches it to float rounding).
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 use anyhow::{Result, bail};
@@ -150,8 +151,24 @@ impl AdamW {
         &self.vars
     }
 
-    pub fn moments(&self) -> &[Moments] {
-        &self.moments
+    /// The moments of every parameter, on the host (copied back when the parameters live on a
+    /// GPU).
+    pub fn moments(&self) -> Result<Cow<'_, [Moments]>> {
+        if self.device_moments.is_empty() {
+            return Ok(Cow::Borrowed(&self.moments));
+        }
+        let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+        let copies = self
+            .device_moments
+            .iter()
+            .map(|(m, v)| {
+                Ok(Moments {
+                    m: host(m)?,
+                    v: host(v)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Cow::Owned(copies))
     }
 
     /// Restores the state saved by a checkpoint.
@@ -165,7 +182,14 @@ impl AdamW {
             bail!("optimizer state does not match the model's parameters");
         }
         self.step = step;
-        self.moments = moments;
+        if self.device_moments.is_empty() {
+            self.moments = moments;
+            return Ok(());
+        }
+        for ((var, mo), slot) in self.vars.iter().zip(moments).zip(&mut self.device_moments) {
+            let upload = |x: Vec<f32>| Tensor::from_vec(x, var.shape(), var.device());
+            *slot = (upload(mo.m)?, upload(mo.v)?);
+        }
         Ok(())
     }
 

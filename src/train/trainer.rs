@@ -1,16 +1,18 @@
 //! The training loop: epochs of seeded-shuffled pairs, micro-batches with gradient accumulation,
-//! clipping, the learning-rate schedule, AdamW, per-step metrics and checkpoints.
+//! clipping, the learning-rate schedule, AdamW, per-step metrics, and checkpoints it resumes from.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::save_checkpoint;
+use super::checkpoint::save_checkpoint_with;
 use super::schedule::LrSchedule;
+use super::state::{self, TrainState, write_state};
 use super::{AdamW, AdamWConfig, StepBatch, clip_scale, forward_backward, grad_norm};
+use crate::atomic::{remove_dir_atomic, write_atomic};
 use crate::batch::TokenPair;
 use crate::error::user_error;
 use crate::jsonl_log::JsonlLog;
@@ -63,6 +65,8 @@ pub struct Trainer<'a> {
     pub loss: &'a LossSpec,
     pub spec: &'a TrainSpec,
     pub seed: u64,
+    /// The content key of the training inputs; only checkpoints with this key are resumed from.
+    pub key: &'a str,
 }
 
 /// The optimizer steps: each a list of micro-batches, each a list of pair indices.
@@ -85,6 +89,16 @@ pub fn plan_steps(n: usize, spec: &TrainSpec, seed: u64) -> Vec<(usize, Vec<Vec<
     steps
 }
 
+/// Rewrites `metrics.jsonl` with the steps already done (none for a fresh start).
+fn write_metrics(path: &std::path::Path, metrics: &[StepMetrics]) -> Result<()> {
+    let mut text = String::new();
+    for m in metrics {
+        text.push_str(&serde_json::to_string(m)?);
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
 fn add_grads(acc: &mut [Option<Tensor>], new: Vec<Option<Tensor>>) -> Result<()> {
     for (slot, g) in acc.iter_mut().zip(new) {
         if let Some(g) = g {
@@ -98,7 +112,9 @@ fn add_grads(acc: &mut [Option<Tensor>], new: Vec<Option<Tensor>>) -> Result<()>
 }
 
 impl Trainer<'_> {
-    /// Trains on `pairs`; returns the metrics of every step.
+    /// Trains on `pairs`, continuing from the furthest checkpoint of the same inputs; returns the
+    /// metrics of every step. Stops with [`Interrupted`](crate::interrupt::Interrupted) between
+    /// steps after a signal, with the state saved in `checkpoints/latest`.
     pub fn run(&self, pairs: &[TrainPair], out: &TrainOutputs) -> Result<Vec<StepMetrics>> {
         let steps = plan_steps(pairs.len(), self.spec, self.seed);
         let schedule = LrSchedule::new(
@@ -107,41 +123,112 @@ impl Trainer<'_> {
             steps.len(),
             self.spec.schedule,
         );
-        let vars: Vec<_> = self
-            .model
-            .policy
-            .vars()
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        let config = AdamWConfig {
-            beta1: self.spec.betas.0,
-            beta2: self.spec.betas.1,
-            eps: self.spec.adam_eps,
-            weight_decay: self.spec.weight_decay,
-        };
-        let mut opt = AdamW::new(vars, config)?;
+        let (names, vars): (Vec<String>, Vec<_>) = self.model.policy.vars().into_iter().unzip();
+        let mut opt = AdamW::new(vars, self.adamw_config())?;
+        let mut metrics = self.resume(out, &mut opt, steps.len())?;
+        write_metrics(&out.metrics, &metrics)?;
         let (_, mut log) = JsonlLog::open_plain::<StepMetrics>(&out.metrics)?;
         let bar = crate::progress::bar(steps.len() as u64, "train");
-        let mut metrics = Vec::with_capacity(steps.len());
-        for (step, (epoch, micro)) in steps.iter().enumerate() {
+        bar.inc(metrics.len() as u64);
+        let mut saved = metrics.len();
+        for (step, (epoch, micro)) in steps.iter().enumerate().skip(metrics.len()) {
+            if crate::interrupt::requested() {
+                bar.finish_and_clear();
+                if saved != step {
+                    let dir = out.checkpoints.join("latest");
+                    self.save(&dir, &opt, &names, &metrics, steps.len())?;
+                }
+                let item = format!("step {} of {}", step + 1, steps.len());
+                return Err(crate::interrupt::interrupted("train", item));
+            }
             let m = self.step(pairs, &mut opt, &schedule, step, *epoch, micro)?;
             bar.set_message(format!("loss {:.4} margin {:.3}", m.loss, m.margin));
             bar.inc(1);
             log.append(&m)?;
             log.flush()?;
             metrics.push(m);
-            let every = self.spec.checkpoint_every;
-            if every > 0 && (step + 1) % every == 0 && step + 1 < steps.len() {
-                save_checkpoint(
-                    self.model,
-                    &out.checkpoints.join(format!("step-{:06}", step + 1)),
-                )?;
+            if let Some(dir) = self.checkpoint_dir(out, step + 1, steps.len()) {
+                self.save(&dir, &opt, &names, &metrics, steps.len())?;
+                saved = step + 1;
             }
         }
         bar.finish_and_clear();
-        save_checkpoint(self.model, &out.final_dir)?;
+        if saved < steps.len() {
+            self.save(&out.final_dir, &opt, &names, &metrics, steps.len())?;
+        }
+        remove_dir_atomic(&out.checkpoints.join("latest"))?;
         Ok(metrics)
+    }
+
+    fn adamw_config(&self) -> AdamWConfig {
+        AdamWConfig {
+            beta1: self.spec.betas.0,
+            beta2: self.spec.betas.1,
+            eps: self.spec.adam_eps,
+            weight_decay: self.spec.weight_decay,
+        }
+    }
+
+    /// Loads the furthest checkpoint of these inputs into the model and the optimizer; returns
+    /// the metrics of the steps it holds (none when training starts afresh).
+    fn resume(
+        &self,
+        out: &TrainOutputs,
+        opt: &mut AdamW,
+        total: usize,
+    ) -> Result<Vec<StepMetrics>> {
+        let dirs = state::candidates(&out.checkpoints, &out.final_dir)?;
+        let Some((dir, saved)) = state::find_latest(&dirs, self.key)? else {
+            return Ok(Vec::new());
+        };
+        if saved.total_steps != total {
+            bail!(
+                "{}: a checkpoint of {} steps, but these inputs plan {total}",
+                dir.display(),
+                saved.total_steps
+            );
+        }
+        state::restore(self.model, opt, &dir, &saved)?;
+        tracing::info!(
+            "resuming training after step {} of {total} from {}",
+            saved.step,
+            dir.display()
+        );
+        Ok(saved.metrics)
+    }
+
+    /// Where the state after `done` steps goes, if anywhere: a numbered checkpoint every
+    /// `checkpoint_every` steps, else `checkpoints/latest` every `resume_every` steps.
+    fn checkpoint_dir(&self, out: &TrainOutputs, done: usize, total: usize) -> Option<PathBuf> {
+        let every = |k: usize| k > 0 && done.is_multiple_of(k) && done < total;
+        if every(self.spec.checkpoint_every) {
+            Some(out.checkpoints.join(format!("step-{done:06}")))
+        } else if every(self.spec.resume_every) {
+            Some(out.checkpoints.join("latest"))
+        } else {
+            None
+        }
+    }
+
+    /// A checkpoint folder with the resume state (the moments only while training is unfinished).
+    fn save(
+        &self,
+        dir: &std::path::Path,
+        opt: &AdamW,
+        names: &[String],
+        metrics: &[StepMetrics],
+        total: usize,
+    ) -> Result<()> {
+        let state = TrainState {
+            key: self.key.to_string(),
+            step: metrics.len(),
+            total_steps: total,
+            optimizer_step: opt.step,
+            seed: self.seed,
+            metrics: metrics.to_vec(),
+        };
+        let moments = (!state.is_complete()).then_some((opt, names));
+        save_checkpoint_with(self.model, dir, |tmp| write_state(tmp, &state, moments))
     }
 
     fn step(

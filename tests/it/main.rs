@@ -11,6 +11,7 @@ mod losses;
 mod pipeline;
 mod recipe;
 mod reproduce;
+mod resume;
 mod scripts;
 mod smollm2;
 mod tiny_models;

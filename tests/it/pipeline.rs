@@ -41,7 +41,7 @@ pub fn sized_model(dir: &Path, hidden: usize, layers: usize) -> PathBuf {
 }
 
 /// GSM8K-style questions `a + b`.
-fn questions(dir: &Path, name: &str, n: usize, offset: usize) -> PathBuf {
+pub fn questions(dir: &Path, name: &str, n: usize, offset: usize) -> PathBuf {
     let lines: Vec<String> = (0..n)
         .map(|i| {
             let (a, b) = (i + offset, 2 * i + 1);
