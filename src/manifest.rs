@@ -91,6 +91,16 @@ pub struct Manifest {
     pub data: BTreeMap<String, Input>,
     /// The content key of the sample cache this run used.
     pub sample_cache_key: Option<String>,
+    /// The server that sampled, with `sampling.backend = "openai"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_server: Option<SamplingServer>,
+}
+
+/// An OpenAI-compatible sampling server: its API root and the model id it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingServer {
+    pub base_url: String,
+    pub model: String,
 }
 
 /// The version string recorded in manifests.

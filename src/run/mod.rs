@@ -5,6 +5,7 @@
 mod folder;
 mod inputs;
 mod keys;
+mod sampling;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -29,8 +30,6 @@ use crate::model::{ChatTemplate, LoadedModel, load_model};
 use crate::pair::{PairInputs, PairRow, build_pairs};
 use crate::recipe::{self, DataFormat, EvalData, PairMode, Recipe, TokenizerChoice};
 use crate::reference::fill_reference;
-use crate::sample::run_sampling;
-
 use crate::train::{StepMetrics, TrainOutputs, TrainPair, Trainer};
 use crate::weigh::{question_stats, weigh};
 use inputs::{local_path, model_path};
@@ -54,6 +53,8 @@ struct Run {
     model_sha: String,
     model_path: PathBuf,
     timings: Vec<(String, f64)>,
+    /// The sampling server (`sampling.backend = "openai"`), connected when sampling is ahead.
+    server: Option<crate::openai::Server>,
 }
 
 impl Run {
@@ -154,6 +155,7 @@ fn open_run(args: &RunArgs) -> Result<Run> {
         model_sha,
         model_path,
         timings: Vec::new(),
+        server: None,
     })
 }
 
@@ -171,6 +173,11 @@ fn pipeline(
         None
     };
     let data_sha = sha256_path(&train_path)?;
+    if spec.format != DataFormat::Pairs && !matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_))
+    {
+        run.server = sampling::connect(run)?;
+    }
+    let server = run.server.as_ref().map(|s| &s.identity);
     let sample_key = (spec.format != DataFormat::Pairs).then(|| {
         keys::sample_key(
             &run.model_sha,
@@ -178,6 +185,7 @@ fn pipeline(
             &spec,
             &run.template,
             &run.recipe.sampling,
+            server,
         )
     });
     write_manifest(
@@ -271,16 +279,7 @@ fn question_stage(
         .cache
         .join("samples")
         .join(format!("{key}.jsonl"));
-    let completions = run.timed("sample", |r| {
-        run_sampling(
-            &r.model,
-            &r.template,
-            &r.recipe.data.instruction,
-            examples,
-            &r.recipe.sampling,
-            &cache,
-        )
-    })?;
+    let completions = run.timed("sample", |r| sampling::sample(r, examples, &cache))?;
     write_jsonl(&run.dir.join("samples.jsonl"), &completions)?;
     summary.samples = completions.len();
     if until == Until::Sample {
@@ -513,6 +512,7 @@ fn write_manifest(
         },
         data,
         sample_cache_key,
+        sampling_server: run.server.as_ref().map(|s| s.identity.clone()),
     };
     write_json_atomic(&run.dir.join("manifest.json"), &manifest)
 }

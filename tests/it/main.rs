@@ -8,6 +8,7 @@ mod grading;
 mod hooks;
 mod losses;
 mod model_errors;
+mod openai_backend;
 mod pipeline;
 mod recipe;
 mod reproduce;
