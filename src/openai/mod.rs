@@ -58,36 +58,15 @@ pub fn sample_on_server(
     bar.inc((total - jobs.len()) as u64);
     let started = Instant::now();
     let mut new_tokens = 0usize;
-    let mut failure: Option<anyhow::Error> = None;
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<Result<Completion>>();
-    std::thread::scope(|scope| {
-        for _ in 0..s.openai.concurrency.min(jobs.len()) {
-            let tx = tx.clone();
-            let (jobs, next, stop) = (&jobs, &next, &stop);
-            scope.spawn(move || worker(s, spec, jobs, next, stop, tx));
-        }
-        drop(tx);
-        for result in rx {
-            let kept = result.and_then(|c| {
-                log.append(&c)?;
-                log.flush()?;
-                Ok(c)
-            });
-            match kept {
-                Ok(c) => {
-                    new_tokens += c.token_ids.len();
-                    done.push(c);
-                    bar.inc(1);
-                }
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-    });
+    let failure = run_pool(s, spec, &jobs, |c| {
+        log.append(&c)?;
+        log.flush()?;
+        new_tokens += c.token_ids.len();
+        done.push(c);
+        bar.inc(1);
+        Ok(())
+    })
+    .err();
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     if let Some(e) = failure {
@@ -108,6 +87,36 @@ pub fn sample_on_server(
         );
     }
     Ok(in_order(done, examples, spec.n))
+}
+
+/// Runs `jobs` on `concurrency` workers and hands each completion to `keep` on this thread as it
+/// arrives. After the first error (a request's or `keep`'s) no new request starts; the requests
+/// in flight still finish and are kept, then that error is returned.
+fn run_pool(
+    s: &ServerSampling,
+    spec: &SampleSpec,
+    jobs: &[Job],
+    mut keep: impl FnMut(Completion) -> Result<()>,
+) -> Result<()> {
+    let mut failure: Option<anyhow::Error> = None;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<Result<Completion>>();
+    std::thread::scope(|scope| {
+        for _ in 0..s.openai.concurrency.min(jobs.len()) {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || worker(s, spec, jobs, next, stop, tx));
+        }
+        drop(tx);
+        for result in rx {
+            if let Err(e) = result.and_then(&mut keep) {
+                stop.store(true, Ordering::Relaxed);
+                failure.get_or_insert(e);
+            }
+        }
+    });
+    failure.map_or(Ok(()), Err)
 }
 
 /// The samples not yet in the cache, question by question.

@@ -25,7 +25,7 @@ fn openai(ctx: &Ctx, r: &RawOpenAi) -> Result<OpenAiSpec> {
             "sampling.openai.base_url",
             format!(
                 "sampling.backend = \"openai\" needs the server's URL here, such as \
-                 \"http://127.0.0.1:8000/v1\"; got `{}`",
+                 \"http://127.0.0.1:8000/v1\"; got \"{}\"",
                 r.base_url
             ),
         ));
