@@ -19,6 +19,7 @@ pub mod jsonl_log;
 pub mod loss;
 pub mod manifest;
 pub mod model;
+pub mod openai;
 pub mod pair;
 pub mod plot;
 pub mod progress;

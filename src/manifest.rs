@@ -99,6 +99,16 @@ pub struct Manifest {
     /// The last stage the command ran to: `sample`, `pairs`, `train`, `all` or `eval`.
     #[serde(default)]
     pub until: String,
+    /// The server that sampled, with `sampling.backend = "openai"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_server: Option<SamplingServer>,
+}
+
+/// An OpenAI-compatible sampling server: its API root and the model id it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingServer {
+    pub base_url: String,
+    pub model: String,
 }
 
 /// The command line of this process, as text.

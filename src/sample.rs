@@ -146,12 +146,17 @@ pub fn run_sampling(
             started.elapsed().as_secs_f64()
         );
     }
+    Ok(in_order(done, examples, spec.n))
+}
+
+/// The completions of `examples` with `k < n`, ordered by (example, k); others are dropped.
+pub fn in_order(mut done: Vec<Completion>, examples: &[Example], n: usize) -> Vec<Completion> {
     let order: std::collections::HashMap<&str, usize> = examples
         .iter()
         .enumerate()
         .map(|(i, e)| (e.id.as_str(), i))
         .collect();
-    done.retain(|c| order.contains_key(c.example_id.as_str()) && c.k < spec.n);
+    done.retain(|c| order.contains_key(c.example_id.as_str()) && c.k < n);
     done.sort_by_key(|c| (order[c.example_id.as_str()], c.k));
-    Ok(done)
+    done
 }

@@ -2,6 +2,7 @@
 //! once into typed per-stage specs.
 
 mod load;
+mod openai;
 mod resolve;
 mod schema;
 mod show;
@@ -13,8 +14,9 @@ pub use load::{
 pub use resolve::{LOSS_BATCH_FIELDS, WEIGHT_STATS_FIELDS};
 pub use schema::RawRecipe;
 pub use spec::{
-    DTypeChoice, DataFormat, DataSource, DataSpec, EvalData, EvalSpec, GradeSpec, HookParam,
-    HookSource, Limit, LossSpec, ModelSource, ModelSpec, OutDir, PairMode, PairRule, PairSpec,
-    Recipe, RunSpec, SampleSpec, SamplingBackend, Schedule, ScriptChoice, ScriptLimits, SftSpec,
-    TemplateChoice, TokenizerChoice, TrainSpec, WeightPlacement, WeightSpec, Weighting,
+    ApiKey, DTypeChoice, DataFormat, DataSource, DataSpec, EvalData, EvalSpec, GradeSpec,
+    HookParam, HookSource, Limit, LossSpec, ModelSource, ModelSpec, OpenAiApi, OpenAiSpec, OutDir,
+    PairMode, PairRule, PairSpec, Recipe, RunSpec, SampleSpec, SamplingBackend, Schedule,
+    ScriptChoice, ScriptLimits, ServedModel, SftSpec, TemplateChoice, TokenizerChoice, TrainSpec,
+    WeightPlacement, WeightSpec, Weighting,
 };

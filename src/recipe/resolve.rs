@@ -37,12 +37,12 @@ pub const WEIGHT_STATS_FIELDS: &[&str] =
     &["n", "pc", "pe", "invalid", "answers", "alpha", "eps", "id"];
 
 /// Builds error messages that name a key and its source.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     figment: &'a Figment,
 }
 
 impl Ctx<'_> {
-    fn bad(&self, key: &str, why: impl Display) -> anyhow::Error {
+    pub(super) fn bad(&self, key: &str, why: impl Display) -> anyhow::Error {
         let source = describe_source(self.figment, key);
         user_error(format!("recipe key `{key}` (from {source}): {why}"))
     }
@@ -71,7 +71,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn at_least_one(&self, key: &str, v: usize) -> Result<usize> {
+    pub(super) fn at_least_one(&self, key: &str, v: usize) -> Result<usize> {
         if v >= 1 {
             Ok(v)
         } else {
@@ -79,7 +79,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn choice<T: Copy>(&self, key: &str, v: &str, options: &[(&str, T)]) -> Result<T> {
+    pub(super) fn choice<T: Copy>(&self, key: &str, v: &str, options: &[(&str, T)]) -> Result<T> {
         options
             .iter()
             .find(|(name, _)| *name == v)
@@ -313,14 +313,7 @@ fn data(ctx: &Ctx, r: &RawData) -> Result<DataSpec> {
 }
 
 fn sampling(ctx: &Ctx, r: &RawSampling) -> Result<SampleSpec> {
-    let backend = ctx.choice(
-        "sampling.backend",
-        &r.backend,
-        &[
-            ("local", SamplingBackend::Local),
-            ("openai", SamplingBackend::OpenAi),
-        ],
-    )?;
+    let backend = super::openai::sampling_backend(ctx, r)?;
     if r.top_p <= 0.0 || r.top_p > 1.0 || !r.top_p.is_finite() {
         return Err(ctx.bad(
             "sampling.top_p",

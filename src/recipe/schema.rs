@@ -98,6 +98,21 @@ pub struct RawSampling {
     pub seed: u64,
     pub stop: Vec<String>,
     pub quantized: bool,
+    pub openai: RawOpenAi,
+}
+
+/// `[sampling.openai]`: the OpenAI-compatible server of `sampling.backend = "openai"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpenAi {
+    pub base_url: String,
+    pub model: String,
+    pub api_key_env: String,
+    pub api: String,
+    pub concurrency: usize,
+    pub timeout_secs: u64,
+    pub max_retries: usize,
+    pub params: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -163,10 +163,51 @@ pub struct DataSpec {
     pub shuffle_seed: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SamplingBackend {
     Local,
-    OpenAi,
+    OpenAi(OpenAiSpec),
+}
+
+/// Which endpoint of an OpenAI-compatible server samples.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenAiApi {
+    /// `/completions` with the prompt rendered by the recipe's template.
+    Completions,
+    /// `/chat/completions` with system and user messages; the server applies its own template.
+    Chat,
+}
+
+/// The model name sent to the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServedModel {
+    /// The first model the server lists at `/models`.
+    First,
+    Named(String),
+}
+
+/// Where the API key comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiKey {
+    None,
+    /// The name of an environment variable (the key itself is never stored).
+    Env(String),
+}
+
+/// `[sampling.openai]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiSpec {
+    /// Without a trailing slash, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    pub model: ServedModel,
+    pub api_key: ApiKey,
+    pub api: OpenAiApi,
+    pub concurrency: usize,
+    pub timeout_secs: u64,
+    pub max_retries: usize,
+    /// Extra numeric fields of every request body (`min_p`, `repeat_penalty`, …).
+    pub params: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone)]

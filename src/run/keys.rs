@@ -1,14 +1,16 @@
 //! Content keys of the caches: a sample set is identified by what determines it (model and data
 //! hashes, prompt format, sampling settings, seed, trainer version), never by when it was made.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::data::PairRecord;
 use crate::eval::EvalSetup;
-use crate::manifest::{sha256_bytes, trainer_version};
+use crate::manifest::{SamplingServer, sha256_bytes, trainer_version};
 use crate::model::ChatTemplate;
-use crate::recipe::{DataSpec, LossSpec, SampleSpec, TrainSpec};
+use crate::recipe::{DataSpec, LossSpec, OpenAiApi, SampleSpec, SamplingBackend, TrainSpec};
 use crate::train::TrainPair;
 
 #[derive(Serialize)]
@@ -31,13 +33,40 @@ fn data_key(data: &DataSpec) -> String {
     )
 }
 
-/// The key of the training samples.
+/// What identifies samples drawn on a server: where, which model, which endpoint, which extra
+/// request fields (never the API key, the concurrency or the timeouts, which change no sample).
+#[derive(Serialize)]
+struct ServerKey<'a> {
+    base_url: &'a str,
+    model: &'a str,
+    api: OpenAiApi,
+    params: &'a BTreeMap<String, f64>,
+}
+
+fn server_key<'a>(
+    spec: &'a SampleSpec,
+    server: Option<&'a SamplingServer>,
+) -> Option<ServerKey<'a>> {
+    match (&spec.backend, server) {
+        (SamplingBackend::OpenAi(o), Some(s)) => Some(ServerKey {
+            base_url: &s.base_url,
+            model: &s.model,
+            api: o.api,
+            params: &o.params,
+        }),
+        _ => None,
+    }
+}
+
+/// The key of the training samples; `server` is the sampling server with the openai backend
+/// (local keys are unchanged by it: no `server` field, and the batch size counts only locally).
 pub fn sample_key(
     model_sha: &str,
     data_sha: &str,
     data: &DataSpec,
     template: &ChatTemplate,
     spec: &SampleSpec,
+    server: Option<&SamplingServer>,
 ) -> String {
     #[derive(Serialize)]
     struct Key<'a> {
@@ -52,10 +81,14 @@ pub fn sample_key(
         top_p: f64,
         top_k: usize,
         max_new_tokens: usize,
-        batch_size: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        batch_size: Option<usize>,
         seed: u64,
         stop: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        server: Option<ServerKey<'a>>,
     }
+    let server = server_key(spec, server);
     let key = Key {
         kind: "samples",
         version: trainer_version(),
@@ -68,9 +101,10 @@ pub fn sample_key(
         top_p: spec.top_p,
         top_k: spec.top_k,
         max_new_tokens: spec.max_new_tokens,
-        batch_size: spec.batch_size,
+        batch_size: server.is_none().then_some(spec.batch_size),
         seed: spec.seed,
         stop: &spec.stop,
+        server,
     };
     short(&key)
 }

@@ -6,6 +6,7 @@ mod fingerprint;
 mod folder;
 mod inputs;
 mod keys;
+mod sampling;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -31,8 +32,6 @@ use crate::model::{ChatTemplate, LoadedModel, load_model_on};
 use crate::pair::{PairInputs, PairRow, build_pairs};
 use crate::recipe::{DataFormat, EvalData, PairMode, Recipe, TokenizerChoice};
 use crate::reference::fill_reference;
-use crate::sample::run_sampling;
-
 use crate::train::{StepMetrics, TrainOutputs, TrainPair, Trainer};
 use crate::weigh::{question_stats, weigh};
 use inputs::{local_path, model_path};
@@ -70,6 +69,8 @@ struct Run {
     /// The last stage this command runs (`manifest.json`'s `until`).
     until: &'static str,
     timings: Vec<(String, f64)>,
+    /// The sampling server (`sampling.backend = "openai"`), connected when sampling is ahead.
+    server: Option<crate::openai::Server>,
 }
 
 impl Run {
@@ -182,6 +183,7 @@ fn open_run(args: &RunArgs, until: &'static str) -> Result<Run> {
         model_path,
         until,
         timings: Vec::new(),
+        server: None,
     })
 }
 
@@ -199,6 +201,11 @@ fn pipeline(
         None
     };
     let data_sha = sha256_path(&train_path)?;
+    if spec.format != DataFormat::Pairs && !matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_))
+    {
+        run.server = sampling::connect(run)?;
+    }
+    let server = run.server.as_ref().map(|s| &s.identity);
     let sample_key = (spec.format != DataFormat::Pairs).then(|| {
         keys::sample_key(
             &run.model_sha,
@@ -206,6 +213,7 @@ fn pipeline(
             &spec,
             &run.template,
             &run.recipe.sampling,
+            server,
         )
     });
     write_manifest(
@@ -304,16 +312,7 @@ fn question_stage(
         .cache
         .join("samples")
         .join(format!("{key}.jsonl"));
-    let completions = run.timed("sample", |r| {
-        run_sampling(
-            &r.model,
-            &r.template,
-            &r.recipe.data.instruction,
-            examples,
-            &r.recipe.sampling,
-            &cache,
-        )
-    })?;
+    let completions = run.timed("sample", |r| sampling::sample(r, examples, &cache))?;
     write_jsonl(&run.dir.join("samples.jsonl"), &completions)?;
     summary.samples = completions.len();
     if until == Until::Sample {
@@ -551,6 +550,7 @@ fn write_manifest(
         sample_cache_key,
         argv: crate::manifest::command_line(),
         until: run.until.to_string(),
+        sampling_server: run.server.as_ref().map(|s| s.identity.clone()),
     };
     write_json_atomic(&run.dir.join("manifest.json"), &manifest)
 }

@@ -8,6 +8,7 @@ mod export;
 mod grading;
 mod hooks;
 mod losses;
+mod openai_backend;
 mod pipeline;
 mod recipe;
 mod reproduce;
