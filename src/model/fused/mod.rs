@@ -2,6 +2,7 @@
 //! keeps only what its gradient needs instead of every intermediate of the composed version.
 
 mod logprob;
+mod masked_softmax;
 mod rms_norm;
 mod softmax;
 
@@ -9,6 +10,7 @@ mod softmax;
 mod testing;
 
 pub use logprob::target_logprobs;
+pub use masked_softmax::masked_softmax;
 pub use rms_norm::rms_norm;
 pub use softmax::softmax_last;
 

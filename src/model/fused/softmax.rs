@@ -10,10 +10,16 @@ struct SoftmaxLast;
 
 /// Writes `softmax(row)` into `out`.
 fn softmax_row(row: &[f32], out: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    out.copy_from_slice(row);
+    softmax_in_place(out);
+}
+
+/// Replaces `out` by its softmax.
+pub(super) fn softmax_in_place(out: &mut [f32]) {
+    let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
-    for (o, &x) in out.iter_mut().zip(row) {
-        *o = (x - max).exp();
+    for o in out.iter_mut() {
+        *o = (*o - max).exp();
         sum += *o;
     }
     let inv = 1.0 / sum;
@@ -36,14 +42,18 @@ impl CustomOp1 for SoftmaxLast {
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?,
-        ))
+        Ok(Some(res.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &SoftmaxGrad { scale: 1.0 },
+        )?))
     }
 }
 
-/// `grad_in = y · (g − Σ g·y)` per row, from the output `y` and its gradient `g`.
-struct SoftmaxGrad;
+/// `grad_in = scale · y · (g − Σ g·y)` per row, from the output `y = softmax(scale · x + c)` and
+/// its gradient `g`.
+pub(super) struct SoftmaxGrad {
+    pub scale: f32,
+}
 
 impl CustomOp2 for SoftmaxGrad {
     fn name(&self) -> &'static str {
@@ -73,7 +83,7 @@ impl CustomOp2 for SoftmaxGrad {
             .for_each(|(o, (y, g))| {
                 let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
                 for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
-                    *o = y * (g - dot);
+                    *o = self.scale * y * (g - dot);
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
