@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::config::ModelConfig;
+use super::fused;
 use super::ops::{apply_rope, linear, rms_norm, rope_tables, softmax_last};
 
 /// One layer's weights, HF layout (`[out, in]`, q/k rows in HF's non-interleaved rope order).
@@ -200,8 +201,13 @@ fn attention(
     let s = k.dim(2)?;
     let scale = 1.0 / (hd as f64).sqrt();
     let q = q.reshape((b, nkv, rep * t, hd))?;
-    let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, nkv, rep, t, s))?;
-    let probs = softmax_last(&scores.broadcast_add(mask)?)?.reshape((b, nkv, rep * t, s))?;
+    let scores = q.matmul(&k.t()?)?.reshape((b, nkv, rep, t, s))?;
+    let probs = if fused::applies(&scores) && fused::applies(mask) {
+        fused::masked_softmax(&scores, mask, scale)?
+    } else {
+        softmax_last(&(scores * scale)?.broadcast_add(mask)?)?
+    };
+    let probs = probs.reshape((b, nkv, rep * t, s))?;
     let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
     linear(&out.reshape((b, t, nh * hd))?, &l.o, None)
 }

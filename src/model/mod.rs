@@ -6,6 +6,7 @@ mod chat;
 mod config;
 mod decoder;
 mod device;
+mod fused;
 mod generate;
 mod init;
 mod load;

@@ -1,13 +1,27 @@
-//! Differentiable building blocks composed from candle primitives (candle's fused `rms_norm`,
-//! `softmax_last_dim` and `rope` have no backward, so gradients would silently stop there).
+//! Differentiable building blocks: candle's fused `rms_norm`, `softmax_last_dim` and `rope` have no
+//! backward, so f32 tensors on the CPU take the kernels of [`super::fused`] and other devices the
+//! versions composed from candle primitives here.
 
 use candle_core::{D, DType, Result, Tensor};
+
+use super::fused;
 
 /// RMSNorm as in HF Llama: `w · x / sqrt(mean(x²) + eps)`.
 ///
 /// # Shapes
 /// `x`: `[.., H]`, `w`: `[H]` → `[.., H]`.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused::applies(x) && fused::applies(w) {
+        return fused::rms_norm(x, w, eps);
+    }
+    rms_norm_composed(x, w, eps)
+}
+
+/// [`rms_norm`] from candle primitives (autograd keeps `x²`, `x·inv` and the output).
+///
+/// # Shapes
+/// `x`: `[.., H]`, `w`: `[H]` → `[.., H]`.
+pub fn rms_norm_composed(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let inv = x
         .sqr()?
         .mean_keepdim(D::Minus1)?
@@ -22,6 +36,17 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 /// # Shapes
 /// `[.., N]` → `[.., N]`.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    if fused::applies(x) {
+        return fused::softmax_last(x);
+    }
+    softmax_last_composed(x)
+}
+
+/// [`softmax_last`] from candle primitives (autograd keeps the shifted input and its exponential).
+///
+/// # Shapes
+/// `[.., N]` → `[.., N]`.
+pub fn softmax_last_composed(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     let sum = e.sum_keepdim(D::Minus1)?;

@@ -7,6 +7,7 @@ use candle_core::{D, DType, Tensor};
 
 use super::config::ModelConfig;
 use super::decoder::{Weights, causal_mask, forward, logits_at};
+use super::fused;
 use super::ops::logsumexp_last;
 
 /// Scores of a batch of sequences.
@@ -86,13 +87,31 @@ pub fn score_sequences(
     })
 }
 
-/// Per-token log-prob of each target and the WPO aligned term.
+/// Per-token log-prob of each target and the WPO aligned term. On the CPU one fused pass over the
+/// logits gives both, and the backward keeps only the logits and the row logsumexps.
 ///
 /// # Shapes
 /// `logits`: `[N, V]`, `targets`: `[N, 1]` (u32) → (`[N]` with gradient, `[N]` detached).
 pub fn token_logprobs(logits: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor)> {
     let logits = logits.to_dtype(DType::F32)?;
-    let lse = logsumexp_last(&logits)?;
+    if fused::applies(&logits) {
+        let ids = targets.flatten_all()?.to_vec1::<u32>()?;
+        let (logp, log_sq) = fused::target_logprobs(&logits, ids)?;
+        let aligned = (logp.detach() - log_sq)?;
+        return Ok((logp, aligned));
+    }
+    Ok(token_logprobs_composed(&logits, targets)?)
+}
+
+/// [`token_logprobs`] from candle primitives (autograd keeps several `[N, V]` intermediates).
+///
+/// # Shapes
+/// `logits`: `[N, V]` (f32), `targets`: `[N, 1]` (u32) → (`[N]` with gradient, `[N]` detached).
+pub fn token_logprobs_composed(
+    logits: &Tensor,
+    targets: &Tensor,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let lse = logsumexp_last(logits)?;
     let picked = logits.gather(targets, D::Minus1)?.squeeze(D::Minus1)?;
     let logp = (picked - &lse)?;
     let frozen = logits.detach();

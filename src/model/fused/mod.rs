@@ -1,0 +1,33 @@
+//! CPU kernels with their own backward for the memory-heavy parts of the trainable decoder: each
+//! keeps only what its gradient needs instead of every intermediate of the composed version.
+
+mod logprob;
+mod masked_softmax;
+mod rms_norm;
+mod softmax;
+
+#[cfg(test)]
+mod testing;
+
+pub use logprob::target_logprobs;
+pub use masked_softmax::masked_softmax;
+pub use rms_norm::rms_norm;
+pub use softmax::softmax_last;
+
+use candle_core::{CpuStorage, Layout, Result, bail};
+
+/// The f32 elements a contiguous CPU tensor covers.
+fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        bail!("{op}: expected f32 storage");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("{op}: expected a contiguous tensor");
+    };
+    Ok(&data[start..end])
+}
+
+/// Whether `x` takes the fused kernels: f32 on the CPU (other devices keep the composed ops).
+pub fn applies(x: &candle_core::Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == candle_core::DType::F32
+}
