@@ -11,10 +11,10 @@ use crate::common::{assert_user_error, root, shared, stderr, stdout, trainer, wr
 /// The API key the test server demands; it must never reach the run folder or the cache.
 const KEY: &str = "sk-test-7f3a9c1e";
 
-/// The python of a venv holding `llama-cpp-python[server]`: `TRAINER_LLAMA_PYTHON`, else
+/// The python of a venv holding `llama-cpp-python[server]`: `LLAMA_CPP_PYTHON`, else
 /// `$HOME/.cache/trainer-llama-venv/bin/python`; `None` (skipped) when absent outside CI.
 fn llama_python() -> Option<PathBuf> {
-    let path = match std::env::var_os("TRAINER_LLAMA_PYTHON") {
+    let path = match std::env::var_os("LLAMA_CPP_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
             .join(".cache/trainer-llama-venv/bin/python"),
@@ -29,7 +29,7 @@ fn llama_python() -> Option<PathBuf> {
         );
     }
     eprintln!(
-        "skipped: no llama-cpp-python at {} (set TRAINER_LLAMA_PYTHON, or run .ci/run once)",
+        "skipped: no llama-cpp-python at {} (set LLAMA_CPP_PYTHON, or run .ci/run once)",
         path.display()
     );
     None
