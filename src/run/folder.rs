@@ -134,6 +134,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rerun_takes_up_the_newest_unfinished_run_of_the_same_key() {
+        let runs = tempfile::tempdir().unwrap();
+        let make = |name: &str, marker: Option<&str>| {
+            let dir = runs.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            if let Some(key) = marker {
+                std::fs::write(dir.join(IN_PROGRESS), key).unwrap();
+            }
+        };
+        make("tiny-20260101-000000", Some("k"));
+        make("tiny-20260102-000000", Some("k"));
+        make("tiny-20260103-000000", Some("other"));
+        make("tiny-20260104-000000", None);
+        make("big-20260105-000000", Some("k"));
+        let found = unfinished_run(runs.path(), "tiny", "k").unwrap();
+        assert_eq!(found, Some(runs.path().join("tiny-20260102-000000")));
+        assert_eq!(unfinished_run(runs.path(), "tiny", "none").unwrap(), None);
+    }
+
+    #[test]
     fn civil_dates_are_right() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));

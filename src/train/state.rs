@@ -168,3 +168,58 @@ fn load(path: &Path) -> Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load(path, &Device::Cpu)
         .with_context(|| format!("reading {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(key: &str, step: usize, total: usize) -> TrainState {
+        let m = StepMetrics {
+            step: 1,
+            epoch: 0,
+            loss: 0.5,
+            margin: 0.0,
+            chosen_reward: 0.0,
+            rejected_reward: 0.0,
+            reward_accuracy: 0.0,
+            weight_mean: 1.0,
+            grad_norm: 1.0,
+            lr: 1e-3,
+            tokens_per_s: 1.0,
+        };
+        TrainState {
+            key: key.into(),
+            step,
+            total_steps: total,
+            optimizer_step: step as u64,
+            seed: 1,
+            metrics: vec![m; step],
+        }
+    }
+
+    fn put(dir: &Path, s: &TrainState, moments: bool) {
+        std::fs::create_dir_all(dir).unwrap();
+        write_json_atomic(&dir.join(STATE_FILE), s).unwrap();
+        if moments {
+            std::fs::write(dir.join(OPTIMIZER_FILE), b"m").unwrap();
+        }
+    }
+
+    #[test]
+    fn the_furthest_state_of_the_same_key_with_its_moments_is_chosen() {
+        let root = tempfile::tempdir().unwrap();
+        let ck = root.path().join("checkpoints");
+        put(&ck.join("step-000002"), &state("k", 2, 9), true);
+        put(&ck.join("step-000004"), &state("k", 4, 9), true);
+        put(&ck.join("latest"), &state("k", 6, 9), false);
+        put(&ck.join("step-000008"), &state("other", 8, 9), true);
+        let dirs = candidates(&ck, &root.path().join("final")).unwrap();
+        let (dir, found) = find_latest(&dirs, "k").unwrap().unwrap();
+        assert_eq!((dir, found.step), (ck.join("step-000004"), 4));
+        put(&root.path().join("final"), &state("k", 9, 9), false);
+        let dirs = candidates(&ck, &root.path().join("final")).unwrap();
+        let (_, found) = find_latest(&dirs, "k").unwrap().unwrap();
+        assert!(found.is_complete());
+        assert!(find_latest(&dirs, "new").unwrap().is_none());
+    }
+}
