@@ -46,7 +46,9 @@ fn embedded_plugins_are_the_files_on_disk() {
 }
 
 #[test]
-fn endless_loop_is_stopped_by_the_operation_limit_within_five_seconds() {
+/// The bound guards against a hang, not a speed: the default limit stops the loop in ~2 s on an idle
+/// machine, and other tests load the 2 cores meanwhile.
+fn endless_loop_is_stopped_by_the_operation_limit() {
     let dir = tempfile::tempdir().unwrap();
     let s = write(
         dir.path(),
@@ -56,7 +58,7 @@ fn endless_loop_is_stopped_by_the_operation_limit_within_five_seconds() {
     let started = Instant::now();
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(30),
         "took {:?}",
         started.elapsed()
     );
@@ -78,7 +80,8 @@ fn endless_loop_at_top_level_is_an_error_at_load() {
     );
     let started = Instant::now();
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // A hang guard, as above.
+    assert!(started.elapsed() < Duration::from_secs(30));
     assert_user_error(&out, &["top.rhai", "script.max_operations"]);
 }
 
