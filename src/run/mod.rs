@@ -2,10 +2,12 @@
 //! (`trainer sample`, `trainer pairs`, `trainer train`), writing every stage's file into the run
 //! folder and reusing content-keyed caches.
 
+mod eval_stage;
 mod fingerprint;
 mod folder;
 mod inputs;
 mod keys;
+mod manifest_file;
 mod sampling;
 mod summary;
 
@@ -22,19 +24,18 @@ use crate::batch::tokenize_pair;
 use crate::cli::RunArgs;
 use crate::data::{Example, ExampleFormat, PairRecord, read_examples, read_pairs};
 use crate::error::user_error;
-use crate::eval::{EvalResult, EvalSetup, evaluate};
 use crate::grade::{Verdict, grade_completions};
 use crate::hookset::HookSet;
-use crate::manifest::{
-    Input, Manifest, sha256_path, trainer_version, write_atomic, write_json_atomic,
-};
+use crate::manifest::{sha256_path, write_atomic, write_json_atomic};
 use crate::model::{ChatTemplate, LoadedModel, load_model_on};
 use crate::pair::{PairInputs, PairRow, build_pairs};
-use crate::recipe::{DataFormat, EvalData, PairMode, Recipe, TokenizerChoice};
+use crate::recipe::{DataFormat, PairMode, Recipe, TokenizerChoice};
 use crate::reference::fill_reference;
 use crate::train::{StepMetrics, TrainOutputs, TrainPair, Trainer};
 use crate::weigh::{question_stats, weigh};
+use eval_stage::{eval_examples, eval_stage};
 use inputs::{local_path, model_path};
+use manifest_file::write_manifest;
 
 /// How far a command goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -438,119 +439,4 @@ fn train_stage(run: &mut Run, records: &[PairRecord]) -> Result<Vec<StepMetrics>
         final_dir: run.dir.join("final"),
     };
     trainer.run(&pairs, &out)
-}
-
-fn eval_examples(run: &Run) -> Result<Option<(PathBuf, Vec<Example>)>> {
-    let EvalData::Source(source) = &run.recipe.eval.data else {
-        return Ok(None);
-    };
-    let path = local_path(source, "eval.data", &run.recipe)?;
-    let d = &run.recipe.data;
-    let format = if d.format == DataFormat::Pairs {
-        DataFormat::Gsm8k
-    } else {
-        d.format
-    };
-    let fmt = ExampleFormat {
-        format,
-        prompt_field: &d.prompt_field,
-        gold_field: &d.gold_field,
-    };
-    let examples = read_examples(&path, &fmt, run.recipe.eval.limit, 0)?;
-    Ok(Some((path, examples)))
-}
-
-/// Evaluates the model in memory, whose weights hash to `model_sha` (the generations are cached
-/// under that hash).
-fn eval_stage(
-    run: &mut Run,
-    examples: &[Example],
-    label: &str,
-    model_sha: &str,
-) -> Result<EvalResult> {
-    let e = &run.recipe.eval;
-    let setup = EvalSetup {
-        template: &run.template,
-        instruction: &run.recipe.data.instruction,
-        max_new_tokens: e.max_new_tokens,
-        batch_size: e.batch_size,
-        stop: &run.recipe.sampling.stop,
-    };
-    let EvalData::Source(source) = &e.data else {
-        unreachable!("eval examples exist only with eval data")
-    };
-    let eval_sha = sha256_path(&local_path(source, "eval.data", &run.recipe)?)?;
-    let selection = format!("{:?}", e.limit);
-    let key = keys::eval_key(model_sha, &eval_sha, &selection, &setup);
-    let cache = run
-        .recipe
-        .run
-        .cache
-        .join("eval")
-        .join(format!("{key}.jsonl"));
-    let (result, records) = evaluate(
-        &run.model,
-        &setup,
-        examples,
-        (&run.hooks.host, run.hooks.grade),
-        Some(&cache),
-        &format!("eval {label}"),
-    )?;
-    write_jsonl(&run.dir.join(format!("eval_{label}.jsonl")), &records)?;
-    tracing::info!(
-        "accuracy {label} training: {:.1}% ({}/{})",
-        100.0 * result.accuracy,
-        result.correct,
-        result.total
-    );
-    Ok(result)
-}
-
-fn write_manifest(
-    run: &Run,
-    model_path: &Path,
-    train: (&Path, &str),
-    eval: Option<&Path>,
-    sample_cache_key: Option<String>,
-) -> Result<()> {
-    let input = |p: &Path| -> Result<Input> {
-        Ok(Input {
-            path: p.display().to_string(),
-            sha256: sha256_path(p)?,
-        })
-    };
-    let mut data = std::collections::BTreeMap::new();
-    data.insert(
-        "train".to_string(),
-        Input {
-            path: train.0.display().to_string(),
-            sha256: train.1.to_string(),
-        },
-    );
-    if let Some(e) = eval {
-        data.insert("eval".to_string(), input(e)?);
-    }
-    let recipe_text = std::fs::read(run.dir.join("recipe.toml"))?;
-    let manifest = Manifest {
-        trainer_version: trainer_version(),
-        recipe_sha256: crate::manifest::sha256_bytes(&recipe_text),
-        seed: run.recipe.run.seed,
-        scripts: run
-            .hooks
-            .host
-            .sources()
-            .into_iter()
-            .map(|(n, t)| (n, crate::manifest::sha256_bytes(t.as_bytes())))
-            .collect(),
-        model: Input {
-            path: model_path.display().to_string(),
-            sha256: run.model_sha.clone(),
-        },
-        data,
-        sample_cache_key,
-        argv: crate::manifest::command_line(),
-        until: run.until.to_string(),
-        sampling_server: run.server.as_ref().map(|s| s.identity.clone()),
-    };
-    write_json_atomic(&run.dir.join("manifest.json"), &manifest)
 }
