@@ -42,9 +42,13 @@ fn train_args(args: &crate::cli::TrainArgs) -> RunArgs {
 
 /// The recipe layers named on the command line.
 pub fn recipe_input(args: &RunArgs) -> RecipeInput {
+    let mut sets = args.recipe.set.clone();
+    if let Some(device) = args.device {
+        sets.push(format!("model.device=\"{device}\""));
+    }
     RecipeInput {
         config: args.recipe.config.clone(),
-        sets: args.recipe.set.clone(),
+        sets,
         script: args.script.clone(),
         out: args.out.clone(),
         ..RecipeInput::default()

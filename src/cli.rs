@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// The run folder (default `runs/<name>-<time>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Where the model runs: `cpu` or `cuda:N`; the same as `--set model.device="…"`.
+    #[arg(long, value_parser = parse_device)]
+    pub device: Option<DeviceChoice>,
     /// Run an exported recipe (`--config F.toml`) even when its model or data hashes differ.
     #[arg(long)]
     pub allow_different_inputs: bool,

@@ -111,6 +111,7 @@ pub fn run(run_dir: &Path) -> Result<()> {
             set: vec![format!("run.cache={cache}")],
         },
         out: Some(out.clone()),
+        device: None,
         allow_different_inputs: false,
     };
     crate::run::run(&args, Until::All).context("re-running the recipe")?;

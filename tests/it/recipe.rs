@@ -136,8 +136,8 @@ fn cuda_device_in_a_cpu_build_is_a_user_error_before_any_work() {
     let out = trainer(
         &[
             "sample",
-            "--set",
-            "model.device=\"cuda:0\"",
+            "--device",
+            "cuda:0",
             "--set",
             &cache,
             "--out",
