@@ -314,6 +314,13 @@ fn data(ctx: &Ctx, r: &RawData) -> Result<DataSpec> {
 
 fn sampling(ctx: &Ctx, r: &RawSampling) -> Result<SampleSpec> {
     let backend = super::openai::sampling_backend(ctx, r)?;
+    if r.quantized {
+        // Refused rather than ignored: a recipe that asks for it must not silently sample in f32.
+        return Err(ctx.bad(
+            "sampling.quantized",
+            "sampling from quantized weights is not implemented yet; set it to false",
+        ));
+    }
     if r.top_p <= 0.0 || r.top_p > 1.0 || !r.top_p.is_finite() {
         return Err(ctx.bad(
             "sampling.top_p",

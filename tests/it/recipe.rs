@@ -151,3 +151,9 @@ fn cuda_device_in_a_cpu_build_is_a_user_error_before_any_work() {
         "no stage ran"
     );
 }
+
+#[test]
+fn quantized_sampling_is_refused_until_it_exists() {
+    let out = trainer(&["recipe", "--set", "sampling.quantized=true"], &[]);
+    assert_user_error(&out, &["sampling.quantized", "not implemented"]);
+}
