@@ -140,27 +140,33 @@ impl CustomOp2 for RmsNormGradW {
                 x.len()
             );
         }
-        let add_row = |mut acc: Vec<f32>, (x, g): (&[f32], &[f32])| {
-            let r = inv_rms(x, self.eps);
-            for ((a, x), g) in acc.iter_mut().zip(x).zip(g) {
-                *a += g * x * r;
-            }
-            acc
-        };
-        let out = x
-            .par_chunks(h)
-            .zip(g.par_chunks(h))
-            .fold(|| vec![0f32; h], add_row)
-            .reduce(
-                || vec![0f32; h],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+        // Partial sums over fixed blocks of rows, added in block order: the result does not depend
+        // on how rayon schedules the blocks or on the thread count (bit-exact reruns).
+        let block = ROWS_PER_BLOCK * h;
+        let partials: Vec<Vec<f32>> = x
+            .par_chunks(block)
+            .zip(g.par_chunks(block))
+            .map(|(xb, gb)| {
+                let mut acc = vec![0f32; h];
+                for (x, g) in xb.chunks(h).zip(gb.chunks(h)) {
+                    let r = inv_rms(x, self.eps);
+                    for ((a, x), g) in acc.iter_mut().zip(x).zip(g) {
+                        *a += g * x * r;
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut out = vec![0f32; h];
+        for p in &partials {
+            out.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
         Ok((CpuStorage::F32(out), Shape::from(h)))
     }
 }
+
+/// Rows summed sequentially inside one block of the weight gradient.
+const ROWS_PER_BLOCK: usize = 64;
 
 /// RMSNorm as in HF Llama.
 ///
@@ -201,6 +207,26 @@ mod tests {
             let d = rel_diff(f, c)?;
             assert!(d <= 1e-5, "gradient of {name}: relative difference {d}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn rms_norm_weight_gradient_has_the_same_bits_on_one_and_four_threads()
+    -> candle_core::Result<()> {
+        // 1,000 rows: many blocks, so rayon's scheduling would show in a tree-shaped reduction.
+        let x = Var::from_tensor(&randn(&[4, 250, 64], 2.0)?)?;
+        let w = Var::from_tensor(&randn(&[64], 1.0)?)?;
+        let probe = randn(&[4, 250, 64], 1.0)?;
+        let grad_w = |threads: usize| -> candle_core::Result<Vec<u32>> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let g = pool
+                .install(|| grads_of(&[&x, &w], &probe, |t| super::rms_norm(&t[0], &t[1], 1e-5)))?;
+            Ok(g[1].to_vec1::<f32>()?.iter().map(|v| v.to_bits()).collect())
+        };
+        assert_eq!(grad_w(1)?, grad_w(4)?);
         Ok(())
     }
 }
