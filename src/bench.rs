@@ -87,11 +87,18 @@ pub fn matmul_peak(device: &Device) -> Result<f64> {
     Ok(2.0 * (n * n * n) as f64 * reps as f64 / start.elapsed().as_secs_f64() / 1e9)
 }
 
+/// Random pairs of token ids below `vocab`, away from the first and last 100 ids (control and
+/// special tokens) when the vocabulary is large enough to leave any.
 fn synthetic_pairs(n: usize, vocab: usize, seed: u64) -> Vec<TokenPair> {
     let mut rng = Rng::new(seed);
+    let (low, span) = if vocab > 300 {
+        (100, vocab as u64 - 200)
+    } else {
+        (0, vocab.max(1) as u64)
+    };
     let mut ids = |len: usize| {
         (0..len)
-            .map(|_| 100 + rng.below(vocab as u64 - 200) as u32)
+            .map(|_| (low + rng.below(span)) as u32)
             .collect::<Vec<u32>>()
     };
     (0..n)
@@ -329,4 +336,22 @@ fn render(r: &BenchReport) -> String {
         pt.map_or("-".into(), |v| format!("{v:.2} GiB"))
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::synthetic_pairs;
+
+    #[test]
+    fn synthetic_pairs_stay_inside_a_small_or_large_vocabulary() {
+        for vocab in [100, 49_152] {
+            for p in synthetic_pairs(3, vocab, 7) {
+                let all = p.prompt.iter().chain(&p.chosen).chain(&p.rejected);
+                assert!(
+                    all.into_iter().all(|&t| (t as usize) < vocab),
+                    "vocab {vocab}"
+                );
+            }
+        }
+    }
 }
