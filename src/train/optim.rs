@@ -54,14 +54,7 @@ const CHUNK: usize = 1 << 15;
 
 struct Update<'a> {
     moments: Mutex<&'a mut Moments>,
-    lr: f32,
-    step_size: f32,
-    bc2_sqrt: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    decay: f32,
-    grad_scale: f32,
+    s: StepScalars,
 }
 
 impl InplaceOp2 for Update<'_> {
@@ -102,14 +95,17 @@ impl InplaceOp2 for Update<'_> {
 impl Update<'_> {
     /// PyTorch's single-tensor AdamW, element by element.
     fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        let decay = 1.0 - self.lr * self.decay;
+        let s = &self.s;
+        let (lr, step_size, bc2_sqrt) = (s.lr as f32, s.step_size as f32, s.bc2_sqrt as f32);
+        let (beta1, beta2, eps) = (s.beta1 as f32, s.beta2 as f32, s.eps as f32);
+        let (decay, grad_scale) = (1.0 - lr * s.decay as f32, s.grad_scale as f32);
         for i in 0..p.len() {
-            let g = g[i] * self.grad_scale;
+            let g = g[i] * grad_scale;
             p[i] *= decay;
-            m[i] += (g - m[i]) * (1.0 - self.beta1);
-            v[i] = v[i] * self.beta2 + (1.0 - self.beta2) * g * g;
-            let denom = v[i].sqrt() / self.bc2_sqrt + self.eps;
-            p[i] += -self.step_size * (m[i] / denom);
+            m[i] += (g - m[i]) * (1.0 - beta1);
+            v[i] = v[i] * beta2 + (1.0 - beta2) * g * g;
+            let denom = v[i].sqrt() / bc2_sqrt + eps;
+            p[i] += -step_size * (m[i] / denom);
         }
     }
 }
@@ -209,22 +205,27 @@ impl AdamW {
         let t = self.step as i32;
         let bc1 = 1.0 - (c.beta1 as f32).powi(t);
         let bc2 = 1.0 - (c.beta2 as f32).powi(t);
+        // Bias corrections in f32, as PyTorch computes them for f32 parameters; both paths use
+        // these values (f32 -> f64 -> f32 is exact).
+        let scalars = StepScalars {
+            lr,
+            step_size: (lr as f32 / bc1) as f64,
+            bc2_sqrt: bc2.sqrt() as f64,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            decay: c.weight_decay,
+            grad_scale,
+        };
         if !self.device_moments.is_empty() {
-            return self.step_on_device(grads, lr, grad_scale, bc1, bc2);
+            return self.step_on_device(grads, &scalars);
         }
         for ((var, grad), moments) in self.vars.iter().zip(grads).zip(self.moments.iter_mut()) {
             let Some(grad) = grad else { continue };
             let grad = grad.contiguous()?;
             let op = Update {
                 moments: Mutex::new(moments),
-                lr: lr as f32,
-                step_size: lr as f32 / bc1,
-                bc2_sqrt: bc2.sqrt(),
-                beta1: c.beta1 as f32,
-                beta2: c.beta2 as f32,
-                eps: c.eps as f32,
-                decay: c.weight_decay as f32,
-                grad_scale: grad_scale as f32,
+                s: scalars,
             };
             var.as_tensor().inplace_op2(&grad, &op)?;
         }
@@ -232,28 +233,10 @@ impl AdamW {
     }
 
     /// The step for parameters on a GPU: the same arithmetic with tensor ops, on the device.
-    fn step_on_device(
-        &mut self,
-        grads: &[Option<Tensor>],
-        lr: f64,
-        grad_scale: f64,
-        bc1: f32,
-        bc2: f32,
-    ) -> Result<()> {
-        let c = self.config;
-        let scalars = StepScalars {
-            lr,
-            step_size: lr / bc1 as f64,
-            bc2_sqrt: (bc2 as f64).sqrt(),
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            decay: c.weight_decay,
-            grad_scale,
-        };
+    fn step_on_device(&mut self, grads: &[Option<Tensor>], scalars: &StepScalars) -> Result<()> {
         for ((var, grad), (m, v)) in self.vars.iter().zip(grads).zip(&mut self.device_moments) {
             if let Some(grad) = grad {
-                device_update(var, grad, m, v, &scalars)?;
+                device_update(var, grad, m, v, scalars)?;
             }
         }
         Ok(())
