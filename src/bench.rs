@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::batch::{TokenPair, forward_pairs};
 use crate::cli::BenchArgs;
 use crate::hookset::from_source;
-use crate::model::{GenRequest, LoadedModel, SamplingParams, generate, load_model_on};
+use crate::model::{
+    GenRequest, LoadedModel, SamplingParams, Weights, generate, load_model_on, quantized_weights,
+};
 use crate::recipe::{HookSource, LossSpec, ScriptLimits};
 use crate::rng::Rng;
 use crate::script::{HookKind, ScriptHost};
@@ -52,6 +54,8 @@ pub struct BenchReport {
     pub matmul_peak_gflops: f64,
     pub steps: Vec<StepResult>,
     pub sampling: Vec<SampleResult>,
+    /// Whether the sampling rows ran on the GGUF's quantized weights (`--quantized`).
+    pub quantized_sampling: bool,
     pub peak_rss_gib: f64,
     pub pytorch_baseline: Option<serde_json::Value>,
 }
@@ -195,7 +199,12 @@ fn bench_step(model: &LoadedModel, pairs: usize, peak: f64) -> Result<StepResult
     })
 }
 
-fn bench_sampling(model: &LoadedModel, batch: usize, new_tokens: usize) -> Result<SampleResult> {
+fn bench_sampling(
+    model: &LoadedModel,
+    weights: &Weights,
+    batch: usize,
+    new_tokens: usize,
+) -> Result<SampleResult> {
     let prompts: Vec<GenRequest> = (0..batch)
         .map(|i| GenRequest {
             prompt_ids: model
@@ -215,7 +224,7 @@ fn bench_sampling(model: &LoadedModel, batch: usize, new_tokens: usize) -> Resul
     let start = Instant::now();
     let out = generate(
         &model.policy.config,
-        &model.policy.frozen(),
+        weights,
         &model.tokenizer,
         &prompts,
         &params,
@@ -250,16 +259,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         matmul_peak_gflops: peak,
         steps: Vec::new(),
         sampling: Vec::new(),
+        quantized_sampling: args.quantized,
         peak_rss_gib: 0.0,
         pytorch_baseline: baseline(&args.model),
     };
-    for &b in &args.batches {
+    let sampling = if args.quantized {
+        quantized_weights(&model, "--quantized")?
+    } else {
+        model.policy.frozen()
+    };
+    for &b in &args.batches.0 {
         tracing::info!("sampling at batch {b}");
         report
             .sampling
-            .push(bench_sampling(&model, b, args.new_tokens)?);
+            .push(bench_sampling(&model, &sampling, b, args.new_tokens)?);
     }
-    for &p in &args.pairs {
+    for &p in &args.pairs.0 {
         tracing::info!("DPO step at {p} pairs x {SEQ} tokens");
         report.steps.push(bench_step(&model, p, peak)?);
     }
@@ -310,7 +325,12 @@ fn render(r: &BenchReport) -> String {
             pt.map_or("-".into(), |v| format!("{:.2}x", s.policy_tokens_per_s / v)),
         );
     }
-    let _ = writeln!(out, "\nsampling (KV cache, temperature 1)");
+    let weights = if r.quantized_sampling {
+        "quantized GGUF weights"
+    } else {
+        "f32 weights"
+    };
+    let _ = writeln!(out, "\nsampling (KV cache, temperature 1, {weights})");
     let _ = writeln!(
         out,
         "batch  new tokens  seconds  tok/s  PyTorch tok/s  ratio"

@@ -176,6 +176,10 @@ pub struct GenerateArgs {
     /// `cpu` or `cuda:N` (needs a binary built with `--features cuda`).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceChoice,
+    /// Generate from the GGUF file's quantized weights (the projections and head as quantized
+    /// matmuls; CPU only), like `sampling.quantized = true`.
+    #[arg(long)]
+    pub quantized: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,18 +200,40 @@ pub struct BenchArgs {
         default_value = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf"
     )]
     pub model: PathBuf,
-    /// Pairs per DPO step to measure (each sequence 128 tokens: a 64-token prompt and a 64-token response).
-    #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
-    pub pairs: Vec<usize>,
-    /// Sampling batch sizes to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
-    pub batches: Vec<usize>,
+    /// Pairs per DPO step to measure (each sequence 128 tokens: a 64-token prompt and a 64-token
+    /// response); `''` measures no step.
+    #[arg(long, default_value = "1,4,8", value_parser = parse_counts)]
+    pub pairs: Counts,
+    /// Sampling batch sizes to measure; `''` measures no sampling.
+    #[arg(long, default_value = "1,8,32", value_parser = parse_counts)]
+    pub batches: Counts,
     /// `cpu` or `cuda:N` (needs a binary built with `--features cuda`).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceChoice,
     /// New tokens per sampled sequence.
     #[arg(long, default_value_t = 32)]
     pub new_tokens: usize,
+    /// Sample from the GGUF file's quantized weights (as `sampling.quantized = true`); the DPO
+    /// step rows stay f32.
+    #[arg(long)]
+    pub quantized: bool,
+}
+
+/// A comma-separated list of counts, possibly empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counts(pub Vec<usize>);
+
+/// Parses `1,8,32` (or `''`, no count) for `--pairs` and `--batches`.
+fn parse_counts(text: &str) -> Result<Counts, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|_| format!("`{t}`: expected a comma-separated list of counts"))
+        })
+        .collect::<Result<Vec<usize>, String>>()
+        .map(Counts)
 }
 
 /// Parses `--device`.

@@ -5,7 +5,9 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::cli::GenerateArgs;
-use crate::model::{ChatTemplate, GenRequest, SamplingParams, generate, load_model_on};
+use crate::model::{
+    ChatTemplate, GenRequest, SamplingParams, generate, load_model_on, quantized_weights,
+};
 use crate::rng;
 
 /// Prints the continuation of `--prompt` to stdout.
@@ -31,10 +33,15 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         prompt_ids,
         seed: rng::derive(args.seed, &[rng::hash_str("generate")]),
     };
+    let weights = if args.quantized {
+        quantized_weights(&model, "--quantized")?
+    } else {
+        model.policy.frozen()
+    };
     let started = Instant::now();
     let out = generate(
         &model.policy.config,
-        &model.policy.frozen(),
+        &weights,
         &model.tokenizer,
         &[request],
         &params,

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Example;
 use crate::jsonl_log::JsonlLog;
-use crate::model::{ChatTemplate, Finish, GenRequest, LoadedModel, SamplingParams, generate};
+use crate::model::{
+    ChatTemplate, Finish, GenRequest, LoadedModel, SamplingParams, generate, quantized_weights,
+};
 use crate::progress;
 use crate::recipe::SampleSpec;
 use crate::rng;
@@ -91,7 +93,12 @@ pub fn run_sampling(
     let bar = progress::bar(total as u64, "sample");
     bar.inc((total - missing) as u64);
     let params = sampling_params(spec);
-    let weights = model.policy.frozen();
+    let weights = if spec.quantized {
+        tracing::info!("sampling from the quantized GGUF weights (sampling.quantized)");
+        quantized_weights(model, "sampling.quantized = true")?
+    } else {
+        model.policy.frozen()
+    };
     let started = Instant::now();
     let mut new_tokens = 0usize;
     let batches = total.div_ceil(spec.batch_size);

@@ -5,23 +5,25 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::config::ModelConfig;
 use super::fused;
-use super::ops::{apply_rope, linear, rms_norm, rope_tables, softmax_last};
+use super::ops::{apply_rope, rms_norm, rope_tables, softmax_last};
+use super::proj::{Proj, linear};
 
-/// One layer's weights, HF layout (`[out, in]`, q/k rows in HF's non-interleaved rope order).
+/// One layer's weights, HF layout (`[out, in]`, q/k rows in HF's non-interleaved rope order); the
+/// seven projections dense, or quantized for sampling.
 #[derive(Debug, Clone)]
 pub struct LayerWeights {
     pub attn_norm: Tensor,
-    pub q: Tensor,
-    pub k: Tensor,
-    pub v: Tensor,
+    pub q: Proj,
+    pub k: Proj,
+    pub v: Proj,
     pub q_bias: Option<Tensor>,
     pub k_bias: Option<Tensor>,
     pub v_bias: Option<Tensor>,
-    pub o: Tensor,
+    pub o: Proj,
     pub mlp_norm: Tensor,
-    pub gate: Tensor,
-    pub up: Tensor,
-    pub down: Tensor,
+    pub gate: Proj,
+    pub up: Proj,
+    pub down: Proj,
 }
 
 /// All weights of a decoder.
@@ -32,6 +34,9 @@ pub struct Weights {
     pub norm: Tensor,
     /// `None` when tied to the embedding.
     pub lm_head: Option<Tensor>,
+    /// Quantized output projection used by [`Weights::head_logits`] instead of [`Weights::head`]
+    /// (sampling only; `None` for the trainable weights).
+    pub quant_head: Option<Proj>,
 }
 
 fn detach_opt(t: &Option<Tensor>) -> Option<Tensor> {
@@ -63,6 +68,7 @@ impl Weights {
                 .collect(),
             norm: self.norm.detach(),
             lm_head: detach_opt(&self.lm_head),
+            quant_head: self.quant_head.clone(),
         }
     }
 
@@ -72,6 +78,17 @@ impl Weights {
     /// `[V, H]`.
     pub fn head(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// Logits of hidden states through the quantized head when there is one, else the dense.
+    ///
+    /// # Shapes
+    /// `hidden`: `[N, H]` → `[N, V]`.
+    pub fn head_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        match &self.quant_head {
+            Some(head) => head.forward(hidden, None),
+            None => hidden.matmul(&self.head().t()?),
+        }
     }
 }
 
@@ -219,7 +236,7 @@ fn attention(
 pub fn logits_at(w: &Weights, hidden: &Tensor, rows: &Tensor) -> Result<Tensor> {
     let (b, t, hsz) = hidden.dims3()?;
     let picked = hidden.reshape((b * t, hsz))?.index_select(rows, 0)?;
-    picked.matmul(&w.head().t()?)
+    w.head_logits(&picked)
 }
 
 /// Logits of every position.

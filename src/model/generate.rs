@@ -143,7 +143,7 @@ pub fn generate(
         let step_pads: Vec<usize> = active.iter().map(|&r| pads[r]).collect();
         let mask = decode_mask(&step_pads, s + 1, &device)?;
         let hidden = forward(cfg, w, &ids, &pos, &mask, Some(&mut cache))?;
-        logits = hidden.i((.., 0, ..))?.matmul(&w.head().t()?)?;
+        logits = w.head_logits(&hidden.i((.., 0, ..))?)?;
     }
     rows.into_iter()
         .map(|row| {

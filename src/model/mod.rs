@@ -12,6 +12,8 @@ mod init;
 mod load;
 mod ops;
 mod policy;
+mod proj;
+mod quant;
 mod score;
 mod tokenizer;
 
@@ -24,5 +26,7 @@ pub use generate::{Finish, GenRequest, Generation, SamplingParams, generate, pic
 pub use init::{INIT_STD, random_policy};
 pub use load::{LoadedModel, load_model, load_model_on, read_gguf};
 pub use policy::{Policy, expected_tensors};
+pub use proj::Proj;
+pub use quant::{check_quantizable, quantized_weights, unpermute_rows};
 pub use score::{SeqScores, score_sequences, token_logprobs};
 pub use tokenizer::Tokenizer;

@@ -172,17 +172,17 @@ fn weights_from(cfg: &ModelConfig, vars: &mut HashMap<String, Tensor>) -> Result
             };
         layers.push(LayerWeights {
             attn_norm: take(format!("{p}.input_layernorm.weight"))?,
-            q: take(format!("{p}.self_attn.q_proj.weight"))?,
-            k: take(format!("{p}.self_attn.k_proj.weight"))?,
-            v: take(format!("{p}.self_attn.v_proj.weight"))?,
+            q: take(format!("{p}.self_attn.q_proj.weight"))?.into(),
+            k: take(format!("{p}.self_attn.k_proj.weight"))?.into(),
+            v: take(format!("{p}.self_attn.v_proj.weight"))?.into(),
             q_bias: bias(&mut take, "q")?,
             k_bias: bias(&mut take, "k")?,
             v_bias: bias(&mut take, "v")?,
-            o: take(format!("{p}.self_attn.o_proj.weight"))?,
+            o: take(format!("{p}.self_attn.o_proj.weight"))?.into(),
             mlp_norm: take(format!("{p}.post_attention_layernorm.weight"))?,
-            gate: take(format!("{p}.mlp.gate_proj.weight"))?,
-            up: take(format!("{p}.mlp.up_proj.weight"))?,
-            down: take(format!("{p}.mlp.down_proj.weight"))?,
+            gate: take(format!("{p}.mlp.gate_proj.weight"))?.into(),
+            up: take(format!("{p}.mlp.up_proj.weight"))?.into(),
+            down: take(format!("{p}.mlp.down_proj.weight"))?.into(),
         });
     }
     let norm = take("model.norm.weight".into())?;
@@ -196,5 +196,6 @@ fn weights_from(cfg: &ModelConfig, vars: &mut HashMap<String, Tensor>) -> Result
         layers,
         norm,
         lm_head,
+        quant_head: None,
     })
 }

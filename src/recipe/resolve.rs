@@ -151,13 +151,14 @@ impl Layered {
             figment: &self.figment,
         };
         let r = &self.raw;
+        let model = model(&ctx, &r.model)?;
         Ok(Recipe {
             run: run(&ctx, &r.run)?,
             script: script_limits(&ctx, &r.script)?,
-            model: model(&ctx, &r.model)?,
             sft: sft(&ctx, &r.sft)?,
             data: data(&ctx, &r.data)?,
-            sampling: sampling(&ctx, &r.sampling)?,
+            sampling: sampling(&ctx, &r.sampling, &model.source)?,
+            model,
             grade: GradeSpec {
                 grader: non_empty_hook(&ctx, "grade.grader", &r.grade.grader)?,
             },
@@ -312,13 +313,21 @@ fn data(ctx: &Ctx, r: &RawData) -> Result<DataSpec> {
     })
 }
 
-fn sampling(ctx: &Ctx, r: &RawSampling) -> Result<SampleSpec> {
+fn sampling(ctx: &Ctx, r: &RawSampling, model: &ModelSource) -> Result<SampleSpec> {
     let backend = super::openai::sampling_backend(ctx, r)?;
-    if r.quantized {
-        // Refused rather than ignored: a recipe that asks for it must not silently sample in f32.
+    if let (true, ModelSource::Builtin(name)) = (r.quantized, model) {
         return Err(ctx.bad(
             "sampling.quantized",
-            "sampling from quantized weights is not implemented yet; set it to false",
+            format!(
+                "needs a GGUF model file; model.path = \"builtin:{name}\" has no quantized \
+                 weights (set it to false)"
+            ),
+        ));
+    }
+    if r.quantized && !matches!(backend, SamplingBackend::Local) {
+        return Err(ctx.bad(
+            "sampling.quantized",
+            "applies to local sampling only (the server samples its own weights); set it to false",
         ));
     }
     if r.top_p <= 0.0 || r.top_p > 1.0 || !r.top_p.is_finite() {

@@ -87,6 +87,9 @@ pub fn sample_key(
         stop: &'a [String],
         #[serde(skip_serializing_if = "Option::is_none")]
         server: Option<ServerKey<'a>>,
+        /// Only when true, so the keys of f32 samples are unchanged.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        quantized: bool,
     }
     let server = server_key(spec, server);
     let key = Key {
@@ -105,6 +108,7 @@ pub fn sample_key(
         seed: spec.seed,
         stop: &spec.stop,
         server,
+        quantized: spec.quantized,
     };
     short(&key)
 }

@@ -27,7 +27,7 @@ use crate::error::user_error;
 use crate::grade::{Verdict, grade_completions};
 use crate::hookset::HookSet;
 use crate::manifest::{sha256_path, write_atomic, write_json_atomic};
-use crate::model::{ChatTemplate, LoadedModel, load_model_on};
+use crate::model::{ChatTemplate, LoadedModel, check_quantizable, load_model_on};
 use crate::pair::{PairInputs, PairRow, build_pairs};
 use crate::recipe::{DataFormat, PairMode, Recipe, TokenizerChoice};
 use crate::reference::fill_reference;
@@ -165,6 +165,9 @@ fn open_run(args: &RunArgs, until: &'static str) -> Result<Run> {
     };
     let device = recipe.model.device.open("model.device")?;
     let model_path = model_path(&recipe, &template)?;
+    if recipe.sampling.quantized {
+        check_quantizable(&model_path, &device, "sampling.quantized = true")?;
+    }
     tracing::info!("loading {}", model_path.display());
     let model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
     let model_sha = sha256_path(&model_path)?;
