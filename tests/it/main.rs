@@ -10,6 +10,7 @@ mod hooks;
 mod losses;
 mod openai_backend;
 mod pipeline;
+mod quantized;
 mod recipe;
 mod reproduce;
 mod resume;

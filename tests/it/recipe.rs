@@ -153,7 +153,26 @@ fn cuda_device_in_a_cpu_build_is_a_user_error_before_any_work() {
 }
 
 #[test]
-fn quantized_sampling_is_refused_until_it_exists() {
+fn quantized_sampling_of_the_builtin_model_is_refused_naming_the_key() {
     let out = trainer(&["recipe", "--set", "sampling.quantized=true"], &[]);
-    assert_user_error(&out, &["sampling.quantized", "not implemented"]);
+    assert_user_error(&out, &["sampling.quantized", "builtin:tiny", "GGUF"]);
+}
+
+#[test]
+fn quantized_sampling_on_a_server_is_refused_naming_the_key() {
+    let out = trainer(
+        &[
+            "recipe",
+            "--set",
+            "sampling.quantized=true",
+            "--set",
+            "model.path=\"m.gguf\"",
+            "--set",
+            "sampling.backend=\"openai\"",
+            "--set",
+            "sampling.openai.base_url=\"http://127.0.0.1:9/v1\"",
+        ],
+        &[],
+    );
+    assert_user_error(&out, &["sampling.quantized", "local sampling only"]);
 }

@@ -176,3 +176,14 @@ fn truncated_tokenizer_file_names_the_path() {
     let r = Refusal { dir, out };
     r.assert(&[&cut.display().to_string(), "cannot load tokenizer"]);
 }
+
+#[test]
+fn quantized_sampling_of_an_hf_folder_is_refused_naming_the_key() {
+    let r = tiny_run(&["sampling.quantized=true"]);
+    r.assert(&[
+        "sampling.quantized",
+        "needs a GGUF model file",
+        "tiny-model",
+    ]);
+    assert!(!r.dir.path().join("run").exists(), "a run folder was made");
+}
