@@ -287,9 +287,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The PyTorch baseline's figure `key`, when the baseline file has it.
+fn pytorch(r: &BenchReport, key: &str) -> Option<f64> {
+    r.pytorch_baseline.as_ref().and_then(|b| b[key].as_f64())
+}
+
 fn render(r: &BenchReport) -> String {
     use std::fmt::Write;
-    let base = |key: &str| r.pytorch_baseline.as_ref().and_then(|b| b[key].as_f64());
+    let base = |key: &str| pytorch(r, key);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -300,6 +305,26 @@ fn render(r: &BenchReport) -> String {
         r.threads,
         r.matmul_peak_gflops
     );
+    if !r.steps.is_empty() {
+        render_steps(r, &mut out);
+    }
+    if !r.sampling.is_empty() {
+        render_sampling(r, &mut out);
+    }
+    let pt = base("peak_rss_gib");
+    let _ = writeln!(
+        out,
+        "\npeak RSS {:.2} GiB (PyTorch {})",
+        r.peak_rss_gib,
+        pt.map_or("-".into(), |v| format!("{v:.2} GiB"))
+    );
+    out
+}
+
+/// The DPO step rows.
+fn render_steps(r: &BenchReport, out: &mut String) {
+    use std::fmt::Write;
+    let base = |key: &str| pytorch(r, key);
     let _ = writeln!(
         out,
         "\nDPO step (reference forward + policy forward/backward + AdamW), sequences of {SEQ} tokens"
@@ -325,6 +350,12 @@ fn render(r: &BenchReport) -> String {
             pt.map_or("-".into(), |v| format!("{:.2}x", s.policy_tokens_per_s / v)),
         );
     }
+}
+
+/// The sampling rows.
+fn render_sampling(r: &BenchReport, out: &mut String) {
+    use std::fmt::Write;
+    let base = |key: &str| pytorch(r, key);
     let weights = if r.quantized_sampling {
         "quantized GGUF weights"
     } else {
@@ -348,14 +379,6 @@ fn render(r: &BenchReport) -> String {
             pt.map_or("-".into(), |v| format!("{:.2}x", s.new_tokens_per_s / v)),
         );
     }
-    let pt = base("peak_rss_gib");
-    let _ = writeln!(
-        out,
-        "\npeak RSS {:.2} GiB (PyTorch {})",
-        r.peak_rss_gib,
-        pt.map_or("-".into(), |v| format!("{v:.2} GiB"))
-    );
-    out
 }
 
 #[cfg(test)]
