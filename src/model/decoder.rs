@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::config::ModelConfig;
 use super::fused;
-use super::ops::{apply_rope, linear, rms_norm, rope_tables, softmax_last};
+use super::ops::{Rotary, linear, rms_norm, softmax_last};
 
 /// One layer's weights, HF layout (`[out, in]`, q/k rows in HF's non-interleaved rope order).
 #[derive(Debug, Clone)]
@@ -119,8 +119,13 @@ impl KvCache {
 /// # Shapes
 /// → `[1, 1, t, past + t]` (0 where visible, −∞ where not).
 pub fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
+    Tensor::from_vec(causal_mask_values(t, past), (1, 1, t, past + t), device)
+}
+
+/// The values of [`causal_mask`], row-major `t × (past + t)`.
+pub fn causal_mask_values(t: usize, past: usize) -> Vec<f32> {
     let s = past + t;
-    let values: Vec<f32> = (0..t)
+    (0..t)
         .flat_map(|i| {
             (0..s).map(move |j| {
                 if j <= past + i {
@@ -130,8 +135,7 @@ pub fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
                 }
             })
         })
-        .collect();
-    Tensor::from_vec(values, (1, 1, t, s), device)
+        .collect()
 }
 
 /// Runs the decoder and returns the final-normed hidden states.
@@ -152,17 +156,21 @@ pub fn forward(
         .embed
         .index_select(&ids.flatten_all()?, 0)?
         .reshape((b, t, cfg.hidden_size))?;
-    let (cos, sin) = rope_tables(positions, cfg.head_dim, cfg.rope_theta)?;
-    let mask = mask.unsqueeze(1)?; // [B, 1, 1, T, S]
+    let rotary = Rotary::new(positions, cfg.head_dim, cfg.rope_theta, fused::applies(&x))?;
     for (i, layer) in w.layers.iter().enumerate() {
         let h = rms_norm(&x, &layer.attn_norm, cfg.rms_eps)?;
         let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-        let a = attention(cfg, layer, &h, &cos, &sin, &mask, slot)?;
+        let a = attention(cfg, layer, &h, &rotary, &mask, slot)?;
         x = (x + a)?;
         let h = rms_norm(&x, &layer.mlp_norm, cfg.rms_eps)?;
-        let gate = linear(&h, &layer.gate, None)?.silu()?;
+        let gate = linear(&h, &layer.gate, None)?;
         let up = linear(&h, &layer.up, None)?;
-        x = (x + linear(&(gate * up)?, &layer.down, None)?)?;
+        let act = if fused::applies(&gate) {
+            fused::silu_mul(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
+        x = (x + linear(&act, &layer.down, None)?)?;
     }
     rms_norm(&x, &w.norm, cfg.rms_eps)
 }
@@ -173,20 +181,19 @@ fn attention(
     cfg: &ModelConfig,
     l: &LayerWeights,
     h: &Tensor,
-    cos: &Tensor,
-    sin: &Tensor,
+    rotary: &Rotary,
     mask: &Tensor,
     cache: Option<&mut Option<(Tensor, Tensor)>>,
 ) -> Result<Tensor> {
     let (b, t, _) = h.dims3()?;
     let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
     let rep = nh / nkv;
-    let split = |x: Tensor, heads: usize| x.reshape((b, t, heads, hd))?.transpose(1, 2);
-    let q = split(linear(h, &l.q, l.q_bias.as_ref())?, nh)?;
-    let k = split(linear(h, &l.k, l.k_bias.as_ref())?, nkv)?;
-    let v = split(linear(h, &l.v, l.v_bias.as_ref())?, nkv)?.contiguous()?;
-    let q = apply_rope(&q.contiguous()?, cos, sin)?;
-    let k = apply_rope(&k.contiguous()?, cos, sin)?;
+    let heads = |x: Tensor, n: usize| x.reshape((b, t, n, hd));
+    let q = rotary.apply(&heads(linear(h, &l.q, l.q_bias.as_ref())?, nh)?)?;
+    let k = rotary.apply(&heads(linear(h, &l.k, l.k_bias.as_ref())?, nkv)?)?;
+    let v = heads(linear(h, &l.v, l.v_bias.as_ref())?, nkv)?
+        .transpose(1, 2)?
+        .contiguous()?;
     let (k, v) = match cache {
         Some(slot) => {
             let kv = match slot.take() {
@@ -201,13 +208,13 @@ fn attention(
     let s = k.dim(2)?;
     let scale = 1.0 / (hd as f64).sqrt();
     let q = q.reshape((b, nkv, rep * t, hd))?;
-    let scores = q.matmul(&k.t()?)?.reshape((b, nkv, rep, t, s))?;
-    let probs = if fused::applies(&scores) && fused::applies(mask) {
-        fused::masked_softmax(&scores, mask, scale)?
+    let probs = if fused::applies(&q) && fused::applies(mask) {
+        fused::attention_probs(&q, &k, mask, scale)?
     } else {
-        softmax_last(&(scores * scale)?.broadcast_add(mask)?)?
+        let scores = q.matmul(&k.t()?)?.reshape((b, nkv, rep, t, s))?;
+        let masked = (scores * scale)?.broadcast_add(&mask.unsqueeze(1)?)?;
+        softmax_last(&masked)?.reshape((b, nkv, rep * t, s))?
     };
-    let probs = probs.reshape((b, nkv, rep * t, s))?;
     let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
     linear(&out.reshape((b, t, nh * hd))?, &l.o, None)
 }

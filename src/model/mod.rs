@@ -24,5 +24,5 @@ pub use generate::{Finish, GenRequest, Generation, SamplingParams, generate, pic
 pub use init::{INIT_STD, random_policy};
 pub use load::{LoadedModel, load_model, load_model_on, read_gguf};
 pub use policy::{Policy, expected_tensors};
-pub use score::{SeqScores, score_sequences, token_logprobs};
+pub use score::{Packed, SeqScores, score_packed, score_sequences, token_logprobs};
 pub use tokenizer::Tokenizer;

@@ -98,6 +98,40 @@ pub fn rope_tables(positions: &Tensor, head_dim: usize, theta: f64) -> Result<(T
     Ok((emb.cos()?, emb.sin()?))
 }
 
+/// The rotary embedding of one forward: a fused table on the CPU, composed tables elsewhere.
+pub enum Rotary {
+    Fused(std::sync::Arc<fused::RopeTable>),
+    Composed(Tensor, Tensor),
+}
+
+impl Rotary {
+    /// # Shapes
+    /// `positions`: `[B, T]` (u32).
+    pub fn new(positions: &Tensor, head_dim: usize, theta: f64, f32_cpu: bool) -> Result<Self> {
+        if f32_cpu && positions.device().is_cpu() {
+            return Ok(Rotary::Fused(fused::RopeTable::new(
+                positions, head_dim, theta,
+            )?));
+        }
+        let (cos, sin) = rope_tables(positions, head_dim, theta)?;
+        Ok(Rotary::Composed(cos, sin))
+    }
+
+    /// Rotates per-head projections and moves the heads before time.
+    ///
+    /// # Shapes
+    /// `x`: `[B, T, heads, head_dim]` → `[B, heads, T, head_dim]` (contiguous).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Rotary::Fused(table) if fused::applies(x) => fused::rope_transpose(x, table),
+            Rotary::Fused(_) => Err(candle_core::Error::Msg(
+                "rope: fused table for a tensor that is not f32 on the CPU".into(),
+            )),
+            Rotary::Composed(cos, sin) => apply_rope(&x.transpose(1, 2)?.contiguous()?, cos, sin),
+        }
+    }
+}
+
 /// Applies rotary embeddings: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = cat(−x₂, x₁)`.
 ///
 /// # Shapes
