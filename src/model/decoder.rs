@@ -160,7 +160,7 @@ pub fn forward(
     for (i, layer) in w.layers.iter().enumerate() {
         let h = rms_norm(&x, &layer.attn_norm, cfg.rms_eps)?;
         let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-        let a = attention(cfg, layer, &h, &rotary, &mask, slot)?;
+        let a = attention(cfg, layer, &h, &rotary, mask, slot)?;
         x = (x + a)?;
         let h = rms_norm(&x, &layer.mlp_norm, cfg.rms_eps)?;
         let gate = linear(&h, &layer.gate, None)?;
