@@ -215,8 +215,13 @@ fn attention(
         let masked = (scores * scale)?.broadcast_add(&mask.unsqueeze(1)?)?;
         softmax_last(&masked)?.reshape((b, nkv, rep * t, s))?
     };
-    let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
-    linear(&out.reshape((b, t, nh * hd))?, &l.o, None)
+    let out = if fused::applies(&probs) && fused::applies(&v) {
+        fused::attention_out(&probs, &v, t)?
+    } else {
+        let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
+        out.reshape((b, t, nh * hd))?
+    };
+    linear(&out, &l.o, None)
 }
 
 /// Logits of the rows of `hidden` listed in `rows` (only those positions pay for the head).

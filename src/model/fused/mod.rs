@@ -2,6 +2,7 @@
 //! keeps only what its gradient needs instead of every intermediate of the composed version.
 
 mod attention;
+mod attn_out;
 mod logprob;
 mod rms_norm;
 mod rope;
@@ -12,6 +13,7 @@ mod swiglu;
 mod testing;
 
 pub use attention::attention_probs;
+pub use attn_out::attention_out;
 pub use logprob::target_logprobs;
 pub use rms_norm::rms_norm;
 pub use rope::{RopeTable, rope_transpose};
