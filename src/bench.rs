@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::batch::{TokenPair, forward_pairs};
 use crate::cli::BenchArgs;
 use crate::hookset::from_source;
-use crate::model::{GenRequest, LoadedModel, SamplingParams, generate, load_model_on};
+use crate::model::{
+    GenRequest, LoadedModel, LoraConfig, SamplingParams, Target, generate, load_model_on,
+};
 use crate::recipe::{HookSource, LossSpec, ScriptLimits};
 use crate::rng::Rng;
 use crate::script::{HookKind, ScriptHost};
@@ -48,6 +50,10 @@ pub struct BenchReport {
     /// `cpu` or `cuda:N`.
     pub device: String,
     pub params: usize,
+    /// Parameters the optimizer updates (all of them, or the LoRA adapters).
+    pub trainable_params: usize,
+    /// LoRA rank of the step benchmark; 0 = full fine-tuning.
+    pub lora_rank: usize,
     pub threads: usize,
     pub matmul_peak_gflops: f64,
     pub steps: Vec<StepResult>,
@@ -122,7 +128,7 @@ fn bench_step(model: &LoadedModel, pairs: usize, peak: f64) -> Result<StepResult
         let t0 = Instant::now();
         let reference = forward_pairs(
             &policy.config,
-            &policy.frozen(),
+            &policy.base(),
             &batch,
             model.tokenizer.pad_id(),
         )?;
@@ -240,12 +246,29 @@ fn baseline(model: &Path) -> Option<serde_json::Value> {
 
 /// The `trainer bench` command.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
+    let mut model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
+    if args.lora > 0 {
+        let config = LoraConfig {
+            rank: args.lora,
+            alpha: 2.0 * args.lora as f64,
+            targets: vec![Target::Q, Target::K, Target::V, Target::O],
+        };
+        let base = args.model.display().to_string();
+        model.policy.attach_lora(&config, 0, &base)?;
+    }
+    let trainable_params = model
+        .policy
+        .vars()
+        .iter()
+        .map(|(_, v)| v.as_tensor().elem_count())
+        .sum();
     let peak = matmul_peak(model.policy.device())?;
     let mut report = BenchReport {
         model: args.model.display().to_string(),
         device: args.device.to_string(),
         params: model.policy.config.param_count(),
+        trainable_params,
+        lora_rank: args.lora,
         threads: rayon::current_num_threads(),
         matmul_peak_gflops: peak,
         steps: Vec::new(),
@@ -285,9 +308,16 @@ fn render(r: &BenchReport) -> String {
         r.threads,
         r.matmul_peak_gflops
     );
+    let training = if r.lora_rank > 0 {
+        format!("LoRA r={} on q/k/v/o_proj", r.lora_rank)
+    } else {
+        "full fine-tuning".to_string()
+    };
     let _ = writeln!(
         out,
-        "\nDPO step (reference forward + policy forward/backward + AdamW), sequences of {SEQ} tokens"
+        "\nDPO step (reference forward + policy forward/backward + AdamW), sequences of {SEQ} tokens, \
+         {training}: {:.2} M trainable parameters",
+        r.trainable_params as f64 / 1e6
     );
     let _ = writeln!(
         out,

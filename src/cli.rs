@@ -208,6 +208,10 @@ pub struct BenchArgs {
     /// New tokens per sampled sequence.
     #[arg(long, default_value_t = 32)]
     pub new_tokens: usize,
+    /// Measure LoRA instead of full fine-tuning: adapters of this rank (alpha = 2·rank) on
+    /// q_proj, k_proj, v_proj and o_proj; 0 = full fine-tuning.
+    #[arg(long, value_name = "RANK", default_value_t = 0)]
+    pub lora: usize,
 }
 
 /// Parses `--device`.

@@ -4,8 +4,10 @@
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::config::ModelConfig;
+use super::frozen_linear::matmul_t;
 use super::fused;
-use super::ops::{Rotary, linear, rms_norm, softmax_last};
+use super::lora::{LayerLora, Target};
+use super::ops::{Rotary, rms_norm, softmax_last};
 
 /// One layer's weights, HF layout (`[out, in]`, q/k rows in HF's non-interleaved rope order).
 #[derive(Debug, Clone)]
@@ -22,6 +24,8 @@ pub struct LayerWeights {
     pub gate: Tensor,
     pub up: Tensor,
     pub down: Tensor,
+    /// LoRA adapters on some projections (none when LoRA is off).
+    pub lora: LayerLora,
 }
 
 /// All weights of a decoder.
@@ -59,6 +63,7 @@ impl Weights {
                     gate: l.gate.detach(),
                     up: l.up.detach(),
                     down: l.down.detach(),
+                    lora: l.lora.detached(),
                 })
                 .collect(),
             norm: self.norm.detach(),
@@ -163,14 +168,14 @@ pub fn forward(
         let a = attention(cfg, layer, &h, &rotary, mask, slot)?;
         x = (x + a)?;
         let h = rms_norm(&x, &layer.mlp_norm, cfg.rms_eps)?;
-        let gate = linear(&h, &layer.gate, None)?;
-        let up = linear(&h, &layer.up, None)?;
+        let gate = layer.project(Target::Gate, &h)?;
+        let up = layer.project(Target::Up, &h)?;
         let act = if fused::applies(&gate) {
             fused::silu_mul(&gate, &up)?
         } else {
             (gate.silu()? * up)?
         };
-        x = (x + linear(&act, &layer.down, None)?)?;
+        x = (x + layer.project(Target::Down, &act)?)?;
     }
     rms_norm(&x, &w.norm, cfg.rms_eps)
 }
@@ -189,9 +194,9 @@ fn attention(
     let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
     let rep = nh / nkv;
     let heads = |x: Tensor, n: usize| x.reshape((b, t, n, hd));
-    let q = rotary.apply(&heads(linear(h, &l.q, l.q_bias.as_ref())?, nh)?)?;
-    let k = rotary.apply(&heads(linear(h, &l.k, l.k_bias.as_ref())?, nkv)?)?;
-    let v = heads(linear(h, &l.v, l.v_bias.as_ref())?, nkv)?
+    let q = rotary.apply(&heads(l.project(Target::Q, h)?, nh)?)?;
+    let k = rotary.apply(&heads(l.project(Target::K, h)?, nkv)?)?;
+    let v = heads(l.project(Target::V, h)?, nkv)?
         .transpose(1, 2)?
         .contiguous()?;
     let (k, v) = match cache {
@@ -221,7 +226,7 @@ fn attention(
         let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
         out.reshape((b, t, nh * hd))?
     };
-    linear(&out, &l.o, None)
+    l.project(Target::O, &out)
 }
 
 /// Logits of the rows of `hidden` listed in `rows` (only those positions pay for the head).
@@ -231,7 +236,7 @@ fn attention(
 pub fn logits_at(w: &Weights, hidden: &Tensor, rows: &Tensor) -> Result<Tensor> {
     let (b, t, hsz) = hidden.dims3()?;
     let picked = hidden.reshape((b * t, hsz))?.index_select(rows, 0)?;
-    picked.matmul(&w.head().t()?)
+    matmul_t(&picked, w.head())
 }
 
 /// Logits of every position.
@@ -240,6 +245,6 @@ pub fn logits_at(w: &Weights, hidden: &Tensor, rows: &Tensor) -> Result<Tensor> 
 /// `hidden`: `[B, T, H]` → `[B, T, V]`.
 pub fn logits_all(w: &Weights, hidden: &Tensor) -> Result<Tensor> {
     let (b, t, hsz) = hidden.dims3()?;
-    let out = hidden.reshape((b * t, hsz))?.matmul(&w.head().t()?)?;
+    let out = matmul_t(&hidden.reshape((b * t, hsz))?, w.head())?;
     out.reshape((b, t, ())).and_then(|x| x.to_dtype(DType::F32))
 }

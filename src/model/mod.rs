@@ -6,10 +6,12 @@ mod chat;
 mod config;
 mod decoder;
 mod device;
+mod frozen_linear;
 mod fused;
 mod generate;
 mod init;
 mod load;
+mod lora;
 mod ops;
 mod policy;
 mod score;
@@ -20,9 +22,13 @@ pub use chat::ChatTemplate;
 pub use config::{Arch, ModelConfig};
 pub use decoder::{KvCache, LayerWeights, Weights, causal_mask, forward, logits_all, logits_at};
 pub use device::DeviceChoice;
+pub use frozen_linear::{frozen_linear, matmul_t};
 pub use generate::{Finish, GenRequest, Generation, SamplingParams, generate, pick_token};
 pub use init::{INIT_STD, random_policy};
 pub use load::{LoadedModel, load_model, load_model_on, read_gguf};
+pub use lora::{
+    ADAPTER_CONFIG, ADAPTER_WEIGHTS, LayerLora, LoraConfig, Target, merged_tensors, read_adapter,
+};
 pub use policy::{Policy, expected_tensors};
 pub use score::{Packed, SeqScores, score_packed, score_sequences, token_logprobs};
 pub use tokenizer::Tokenizer;

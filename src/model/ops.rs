@@ -4,6 +4,7 @@
 
 use candle_core::{D, DType, Result, Tensor};
 
+use super::frozen_linear::matmul_t;
 use super::fused;
 
 /// RMSNorm as in HF Llama: `w · x / sqrt(mean(x²) + eps)`.
@@ -63,7 +64,8 @@ pub fn logsumexp_last(x: &Tensor) -> Result<Tensor> {
     sum.log()?.broadcast_add(&max)?.squeeze(D::Minus1)
 }
 
-/// `x · Wᵀ (+ b)` over the last dimension.
+/// `x · Wᵀ (+ b)` over the last dimension; a `W` that tracks no gradient (a frozen base weight
+/// under LoRA) gets none computed ([`matmul_t`]).
 ///
 /// # Shapes
 /// `x`: `[.., in]`, `w`: `[out, in]`, `b`: `[out]` → `[.., out]`.
@@ -71,7 +73,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let (lead, inner) = dims.split_at(dims.len() - 1);
     let rows: usize = lead.iter().product();
-    let y = x.reshape((rows, inner[0]))?.matmul(&w.t()?)?;
+    let y = matmul_t(&x.reshape((rows, inner[0]))?, w)?;
     let y = match b {
         Some(b) => y.broadcast_add(b)?,
         None => y,
