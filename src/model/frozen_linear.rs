@@ -1,17 +1,20 @@
-//! `x · Wᵀ` for a frozen weight `W`: a custom op on `x` alone whose backward computes only
+//! `x · Wᵀ (+ b)` for a frozen weight `W`: a custom op on `x` alone whose backward computes only
 //! `dy · W`. Candle's matmul backward always computes the gradient of both operands, so a plain
 //! `x.matmul(&w.detach().t())` would spend a full `[out, in]` weight gradient per call (about a
 //! third of the backward) and leave it in the gradient store, where nothing ever removes it.
 
 use candle_core::backend::BackendStorage;
+use candle_core::op::Add;
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, bail,
 };
 
-/// The op: the weight lives inside it, so autograd sees `x` as its only input.
+/// The op: the weight and bias live inside it, so autograd sees `x` as its only input.
 struct FrozenLinear {
     /// `[out, in]`, tracking no gradient.
     w: Tensor,
+    /// `[out]`, tracking no gradient.
+    b: Option<Tensor>,
 }
 
 impl FrozenLinear {
@@ -25,22 +28,40 @@ impl FrozenLinear {
                 self.w.dims()
             );
         }
+        if let Some(b) = &self.b
+            && b.dims() != [out]
+        {
+            bail!("frozen-linear: a bias {:?} for {out} outputs", b.dims());
+        }
         Ok((rows, out, inner))
     }
-}
 
-/// `x · wᵀ` with the backend's own matmul (the kernel `Tensor::matmul` uses, so the values are
-/// the same bits).
-fn backend_matmul<S: BackendStorage>(
-    x: &S,
-    xl: &Layout,
-    w: &S,
-    wl: &Layout,
-    (rows, out, inner): (usize, usize, usize),
-) -> Result<(S, Shape)> {
-    let wt = wl.transpose(0, 1)?;
-    let y = x.matmul(w, (1, rows, out, inner), xl, &wt)?;
-    Ok((y, Shape::from((rows, out))))
+    /// Runs the backend's own matmul and broadcast add (the kernels `Tensor::matmul` and
+    /// `broadcast_add` use, so the values are the same bits) on the storages `pick` finds.
+    fn run<S: BackendStorage>(
+        &self,
+        x: &S,
+        xl: &Layout,
+        pick: impl Fn(&Storage) -> Option<&S>,
+    ) -> Result<(S, Shape)> {
+        let (rows, out, inner) = self.dims(xl)?;
+        let (ws, wl) = self.w.storage_and_layout();
+        let Some(w) = pick(&ws) else {
+            bail!("frozen-linear: the input and the weight are on different devices");
+        };
+        let y = x.matmul(w, (1, rows, out, inner), xl, &wl.transpose(0, 1)?)?;
+        let shape = Shape::from((rows, out));
+        let Some(b) = &self.b else {
+            return Ok((y, shape));
+        };
+        let (bs, bl) = b.storage_and_layout();
+        let Some(bias) = pick(&bs) else {
+            bail!("frozen-linear: the input and the bias are on different devices");
+        };
+        let y =
+            y.binary_impl::<Add>(bias, &Layout::contiguous(&shape), &bl.broadcast_as(&shape)?)?;
+        Ok((y, shape))
+    }
 }
 
 impl CustomOp1 for FrozenLinear {
@@ -49,21 +70,17 @@ impl CustomOp1 for FrozenLinear {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = self.dims(l)?;
-        let (ws, wl) = self.w.storage_and_layout();
-        let Storage::Cpu(w) = &*ws else {
-            bail!("frozen-linear: the input is on the CPU, the weight is not");
-        };
-        backend_matmul(s, l, w, wl, dims)
+        self.run(s, l, |st| match st {
+            Storage::Cpu(c) => Some(c),
+            _ => None,
+        })
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        let dims = self.dims(l)?;
-        let (ws, wl) = self.w.storage_and_layout();
-        let Storage::Cuda(w) = &*ws else {
-            bail!("frozen-linear: the input is on a GPU, the weight is not");
-        };
-        backend_matmul(s, l, w, wl, dims)
+        self.run(s, l, |st| match st {
+            Storage::Cuda(c) => Some(c),
+            _ => None,
+        })
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
@@ -71,25 +88,41 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
-/// `x · Wᵀ` with a gradient for `x` only (`W` is treated as a constant).
+/// `x · Wᵀ (+ b)` with a gradient for `x` only (`W` and `b` are treated as constants).
 ///
 /// # Shapes
-/// `x`: `[rows, in]`, `w`: `[out, in]` → `[rows, out]`.
-pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.apply_op1(FrozenLinear { w: w.detach() })
+/// `x`: `[rows, in]`, `w`: `[out, in]`, `b`: `[out]` → `[rows, out]`.
+pub fn frozen_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    x.apply_op1(FrozenLinear {
+        w: w.detach(),
+        b: b.map(Tensor::detach),
+    })
 }
 
-/// `x · Wᵀ`, taking [`frozen_linear`] when `x` carries gradients and `w` does not (a frozen
-/// base weight under LoRA); otherwise candle's matmul.
+/// `x · Wᵀ (+ b)`, taking [`frozen_linear`] when `x` carries gradients and neither `w` nor `b`
+/// does (a frozen base weight under LoRA: candle's matmul and broadcast add would compute and keep
+/// their gradients); otherwise candle's ops.
+///
+/// # Shapes
+/// `x`: `[rows, in]`, `w`: `[out, in]`, `b`: `[out]` → `[rows, out]`.
+pub fn linear_2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let frozen = !w.track_op() && b.is_none_or(|b| !b.track_op());
+    if x.track_op() && frozen {
+        return frozen_linear(x, w, b);
+    }
+    let y = x.matmul(&w.t()?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// `x · Wᵀ` as [`linear_2d`] computes it.
 ///
 /// # Shapes
 /// `x`: `[rows, in]`, `w`: `[out, in]` → `[rows, out]`.
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if x.track_op() && !w.track_op() {
-        frozen_linear(x, w)
-    } else {
-        x.matmul(&w.t()?)
-    }
+    linear_2d(x, w, None)
 }
 
 #[cfg(test)]
@@ -103,23 +136,35 @@ mod tests {
     }
 
     #[test]
-    fn the_frozen_op_gives_the_same_bits_as_matmul() {
-        let (x, w) = (randn(&[7, 5]), randn(&[3, 5]));
-        let a = frozen_linear(&x, &w).unwrap().to_vec2::<f32>().unwrap();
-        let b = x.matmul(&w.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(a, b);
+    fn the_frozen_op_gives_the_same_bits_as_matmul_and_broadcast_add() {
+        let (x, w, b) = (randn(&[7, 5]), randn(&[3, 5]), randn(&[3]));
+        let a = frozen_linear(&x, &w, None)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let plain = x.matmul(&w.t().unwrap()).unwrap();
+        assert_eq!(a, plain.to_vec2::<f32>().unwrap());
+        let a = frozen_linear(&x, &w, Some(&b)).unwrap();
+        let plain = plain.broadcast_add(&b).unwrap();
+        assert_eq!(a.to_vec2::<f32>().unwrap(), plain.to_vec2::<f32>().unwrap());
     }
 
     #[test]
     fn the_input_gradient_matches_matmul_and_no_weight_gradient_is_stored() {
         let x = Var::from_tensor(&randn(&[6, 4])).unwrap();
-        let w = randn(&[5, 4]);
+        let (w, b) = (randn(&[5, 4]), randn(&[5]));
         let probe = randn(&[6, 5]);
-        let frozen = (matmul_t(x.as_tensor(), &w).unwrap() * &probe).unwrap();
+        let frozen = (linear_2d(x.as_tensor(), &w, Some(&b)).unwrap() * &probe).unwrap();
         let store = frozen.sum_all().unwrap().backward().unwrap();
         let got = store.get(x.as_tensor()).unwrap();
         let wt = w.t().unwrap();
-        let plain = (x.as_tensor().matmul(&wt).unwrap() * &probe).unwrap();
+        let plain = x
+            .as_tensor()
+            .matmul(&wt)
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        let plain = (plain * &probe).unwrap();
         let plain_store = plain.sum_all().unwrap().backward().unwrap();
         let want = plain_store.get(x.as_tensor()).unwrap();
         let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();

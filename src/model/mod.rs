@@ -22,7 +22,7 @@ pub use chat::ChatTemplate;
 pub use config::{Arch, ModelConfig};
 pub use decoder::{KvCache, LayerWeights, Weights, causal_mask, forward, logits_all, logits_at};
 pub use device::DeviceChoice;
-pub use frozen_linear::{frozen_linear, matmul_t};
+pub use frozen_linear::{frozen_linear, linear_2d, matmul_t};
 pub use generate::{Finish, GenRequest, Generation, SamplingParams, generate, pick_token};
 pub use init::{INIT_STD, random_policy};
 pub use load::{LoadedModel, load_model, load_model_on, read_gguf};

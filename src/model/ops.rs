@@ -4,7 +4,7 @@
 
 use candle_core::{D, DType, Result, Tensor};
 
-use super::frozen_linear::matmul_t;
+use super::frozen_linear::linear_2d;
 use super::fused;
 
 /// RMSNorm as in HF Llama: `w · x / sqrt(mean(x²) + eps)`.
@@ -64,8 +64,8 @@ pub fn logsumexp_last(x: &Tensor) -> Result<Tensor> {
     sum.log()?.broadcast_add(&max)?.squeeze(D::Minus1)
 }
 
-/// `x · Wᵀ (+ b)` over the last dimension; a `W` that tracks no gradient (a frozen base weight
-/// under LoRA) gets none computed ([`matmul_t`]).
+/// `x · Wᵀ (+ b)` over the last dimension; a `W` and `b` that track no gradient (frozen base
+/// weights under LoRA) get none computed ([`linear_2d`]).
 ///
 /// # Shapes
 /// `x`: `[.., in]`, `w`: `[out, in]`, `b`: `[out]` → `[.., out]`.
@@ -73,11 +73,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let (lead, inner) = dims.split_at(dims.len() - 1);
     let rows: usize = lead.iter().product();
-    let y = matmul_t(&x.reshape((rows, inner[0]))?, w)?;
-    let y = match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
+    let y = linear_2d(&x.reshape((rows, inner[0]))?, w, b)?;
     let mut out_dims = lead.to_vec();
     out_dims.push(w.dim(0)?);
     y.reshape(out_dims)
