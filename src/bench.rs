@@ -187,7 +187,11 @@ fn bench_step(model: &LoadedModel, pairs: usize, peak: f64) -> Result<StepResult
     let seconds = r + fb + o;
     let tokens = pairs * 2 * SEQ;
     let params = policy.config.param_count() as f64;
-    let gflops = 8.0 * params * tokens as f64 / seconds / 1e9;
+    // Per token: 2·params for the reference forward, 2 for the policy forward, 2 for the input
+    // gradients, and 2 more for the weight gradients that LoRA's frozen weights skip (the
+    // adapters' own FLOPs are left out).
+    let per_token = if policy.lora().is_some() { 6.0 } else { 8.0 };
+    let gflops = per_token * params * tokens as f64 / seconds / 1e9;
     Ok(StepResult {
         pairs,
         policy_tokens: tokens,

@@ -347,3 +347,23 @@ fn lora_keys_resolve_with_their_defaults() {
     let spec = layered.resolve().unwrap().train.lora;
     assert_eq!(spec, trainer::recipe::LoraSpec::Off);
 }
+
+#[test]
+fn a_whole_lora_run_evaluates_the_adapted_model_and_reproduces_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = lora_recipe(dir.path());
+    let out = crate::pipeline::run(dir.path(), &recipe, "run", &["train.lr=1e-2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = dir.path().join("run");
+    for f in [
+        "eval_after.jsonl",
+        "final/model.safetensors",
+        "final/adapter_model.safetensors",
+    ] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+    let again = trainer(&["reproduce", run.to_str().unwrap()], &[]);
+    let report = crate::common::stdout(&again);
+    assert!(again.status.success(), "{report}{}", stderr(&again));
+    assert!(report.contains("6 of 6 artifacts identical"), "{report}");
+}
