@@ -95,6 +95,9 @@ pub fn attach(
 
 /// The base tensors (HF names) with every adapted weight replaced by `W + scale·B·A`, computed
 /// in the weights' dtype.
+///
+/// # Shapes
+/// Each merged weight keeps its `[out, in]`; adapters are `A: [r, in]`, `B: [out, r]`.
 pub fn merged_tensors(
     base: Vec<(String, Tensor)>,
     adapters: &HashMap<String, Tensor>,

@@ -144,7 +144,10 @@ impl LayerLora {
 }
 
 impl LayerWeights {
-    /// The base weight of projection `t` (`[out, in]`) and its bias, if it has one.
+    /// The base weight of projection `t` and its bias, if it has one.
+    ///
+    /// # Shapes
+    /// → (`[out, in]`, `[out]`).
     pub fn projection(&self, t: Target) -> (&Tensor, Option<&Tensor>) {
         match t {
             Target::Q => (&self.q, self.q_bias.as_ref()),

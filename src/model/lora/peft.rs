@@ -62,6 +62,9 @@ pub fn write_adapter(dir: &Path, lora: &LoraAttached) -> Result<()> {
 }
 
 /// Reads a PEFT LoRA adapter folder: its settings and its tensors (on the CPU).
+///
+/// # Shapes
+/// `lora_A` tensors `[r, in]`, `lora_B` tensors `[out, r]`, as saved.
 pub fn read_adapter(dir: &Path) -> Result<(LoraConfig, HashMap<String, Tensor>)> {
     let path = dir.join(ADAPTER_CONFIG);
     let text =
