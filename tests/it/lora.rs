@@ -90,7 +90,13 @@ fn odd_pairs() -> Vec<TokenPair> {
 
 #[test]
 fn with_lora_only_the_adapters_get_gradients_and_no_frozen_weight_gradient_is_stored() {
-    let cfg = tiny(Arch::Llama);
+    for arch in [Arch::Llama, Arch::Qwen2] {
+        only_adapters_get_gradients(arch);
+    }
+}
+
+fn only_adapters_get_gradients(arch: Arch) {
+    let cfg = tiny(arch);
     let mut policy = random_policy(&cfg, 4).unwrap();
     let mut frozen_shapes: Vec<Vec<usize>> = Vec::new();
     for (_, var) in policy.vars() {
