@@ -12,7 +12,8 @@ use crate::batch::{TokenPair, forward_pairs};
 use crate::cli::BenchArgs;
 use crate::hookset::from_source;
 use crate::model::{
-    GenRequest, LoadedModel, SamplingParams, Weights, generate, load_model_on, quantized_weights,
+    GenRequest, LoadedModel, LoraConfig, SamplingParams, Target, Weights, generate, load_model_on,
+    quantized_weights,
 };
 use crate::recipe::{HookSource, LossSpec, ScriptLimits};
 use crate::rng::Rng;
@@ -50,6 +51,10 @@ pub struct BenchReport {
     /// `cpu` or `cuda:N`.
     pub device: String,
     pub params: usize,
+    /// Parameters the optimizer updates (all of them, or the LoRA adapters).
+    pub trainable_params: usize,
+    /// LoRA rank of the step benchmark; 0 = full fine-tuning.
+    pub lora_rank: usize,
     pub threads: usize,
     pub matmul_peak_gflops: f64,
     pub steps: Vec<StepResult>,
@@ -126,7 +131,7 @@ fn bench_step(model: &LoadedModel, pairs: usize, peak: f64) -> Result<StepResult
         let t0 = Instant::now();
         let reference = forward_pairs(
             &policy.config,
-            &policy.frozen(),
+            &policy.base(),
             &batch,
             model.tokenizer.pad_id(),
         )?;
@@ -185,7 +190,11 @@ fn bench_step(model: &LoadedModel, pairs: usize, peak: f64) -> Result<StepResult
     let seconds = r + fb + o;
     let tokens = pairs * 2 * SEQ;
     let params = policy.config.param_count() as f64;
-    let gflops = 8.0 * params * tokens as f64 / seconds / 1e9;
+    // Per token: 2·params for the reference forward, 2 for the policy forward, 2 for the input
+    // gradients, and 2 more for the weight gradients that LoRA's frozen weights skip (the
+    // adapters' own FLOPs are left out).
+    let per_token = if policy.lora().is_some() { 6.0 } else { 8.0 };
+    let gflops = per_token * params * tokens as f64 / seconds / 1e9;
     Ok(StepResult {
         pairs,
         policy_tokens: tokens,
@@ -249,12 +258,29 @@ fn baseline(model: &Path) -> Option<serde_json::Value> {
 
 /// The `trainer bench` command.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
+    let mut model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
+    if args.lora > 0 {
+        let config = LoraConfig {
+            rank: args.lora,
+            alpha: 2.0 * args.lora as f64,
+            targets: vec![Target::Q, Target::K, Target::V, Target::O],
+        };
+        let base = args.model.display().to_string();
+        model.policy.attach_lora(&config, 0, &base)?;
+    }
+    let trainable_params = model
+        .policy
+        .vars()
+        .iter()
+        .map(|(_, v)| v.as_tensor().elem_count())
+        .sum();
     let peak = matmul_peak(model.policy.device())?;
     let mut report = BenchReport {
         model: args.model.display().to_string(),
         device: args.device.to_string(),
         params: model.policy.config.param_count(),
+        trainable_params,
+        lora_rank: args.lora,
         threads: rayon::current_num_threads(),
         matmul_peak_gflops: peak,
         steps: Vec::new(),
@@ -325,9 +351,16 @@ fn render(r: &BenchReport) -> String {
 fn render_steps(r: &BenchReport, out: &mut String) {
     use std::fmt::Write;
     let base = |key: &str| pytorch(r, key);
+    let training = if r.lora_rank > 0 {
+        format!("LoRA r={} on q/k/v/o_proj", r.lora_rank)
+    } else {
+        "full fine-tuning".to_string()
+    };
     let _ = writeln!(
         out,
-        "\nDPO step (reference forward + policy forward/backward + AdamW), sequences of {SEQ} tokens"
+        "\nDPO step (reference forward + policy forward/backward + AdamW), sequences of {SEQ} tokens, \
+         {training}: {:.2} M trainable parameters",
+        r.trainable_params as f64 / 1e6
     );
     let _ = writeln!(
         out,

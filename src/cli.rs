@@ -217,6 +217,10 @@ pub struct BenchArgs {
     /// step rows stay f32.
     #[arg(long)]
     pub quantized: bool,
+    /// Measure LoRA instead of full fine-tuning: adapters of this rank (alpha = 2·rank) on
+    /// q_proj, k_proj, v_proj and o_proj; 0 = full fine-tuning.
+    #[arg(long, value_name = "RANK", default_value_t = 0)]
+    pub lora: usize,
 }
 
 /// A comma-separated list of counts, possibly empty.

@@ -52,7 +52,8 @@ pub fn fill_reference(
             )
         })
         .collect();
-    let weights = model.policy.frozen();
+    // The reference is the base model: with LoRA, the adapters are off (as in PEFT/TRL).
+    let weights = model.policy.base();
     let bar = progress::bar(todo.len() as u64, "reference");
     let batches = todo.len().div_ceil(batch_size);
     for (b, chunk) in todo.chunks(batch_size).enumerate() {

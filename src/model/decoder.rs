@@ -4,9 +4,11 @@
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::config::ModelConfig;
+use super::frozen_linear::matmul_t;
 use super::fused;
-use super::ops::{apply_rope, rms_norm, rope_tables, softmax_last};
-use super::proj::{Proj, linear};
+use super::lora::{LayerLora, Target};
+use super::ops::{Rotary, rms_norm, softmax_last};
+use super::proj::Proj;
 
 /// One layer's weights, HF layout (`[out, in]`, q/k rows in HF's non-interleaved rope order); the
 /// seven projections dense, or quantized for sampling.
@@ -24,6 +26,8 @@ pub struct LayerWeights {
     pub gate: Proj,
     pub up: Proj,
     pub down: Proj,
+    /// LoRA adapters on some projections (none when LoRA is off).
+    pub lora: LayerLora,
 }
 
 /// All weights of a decoder.
@@ -64,6 +68,7 @@ impl Weights {
                     gate: l.gate.detach(),
                     up: l.up.detach(),
                     down: l.down.detach(),
+                    lora: l.lora.detached(),
                 })
                 .collect(),
             norm: self.norm.detach(),
@@ -87,7 +92,7 @@ impl Weights {
     pub fn head_logits(&self, hidden: &Tensor) -> Result<Tensor> {
         match &self.quant_head {
             Some(head) => head.forward(hidden, None),
-            None => hidden.matmul(&self.head().t()?),
+            None => matmul_t(hidden, self.head()),
         }
     }
 }
@@ -136,8 +141,13 @@ impl KvCache {
 /// # Shapes
 /// → `[1, 1, t, past + t]` (0 where visible, −∞ where not).
 pub fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
+    Tensor::from_vec(causal_mask_values(t, past), (1, 1, t, past + t), device)
+}
+
+/// The values of [`causal_mask`], row-major `t × (past + t)`.
+pub fn causal_mask_values(t: usize, past: usize) -> Vec<f32> {
     let s = past + t;
-    let values: Vec<f32> = (0..t)
+    (0..t)
         .flat_map(|i| {
             (0..s).map(move |j| {
                 if j <= past + i {
@@ -147,8 +157,7 @@ pub fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
                 }
             })
         })
-        .collect();
-    Tensor::from_vec(values, (1, 1, t, s), device)
+        .collect()
 }
 
 /// Runs the decoder and returns the final-normed hidden states.
@@ -169,17 +178,21 @@ pub fn forward(
         .embed
         .index_select(&ids.flatten_all()?, 0)?
         .reshape((b, t, cfg.hidden_size))?;
-    let (cos, sin) = rope_tables(positions, cfg.head_dim, cfg.rope_theta)?;
-    let mask = mask.unsqueeze(1)?; // [B, 1, 1, T, S]
+    let rotary = Rotary::new(positions, cfg.head_dim, cfg.rope_theta, fused::applies(&x))?;
     for (i, layer) in w.layers.iter().enumerate() {
         let h = rms_norm(&x, &layer.attn_norm, cfg.rms_eps)?;
         let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-        let a = attention(cfg, layer, &h, &cos, &sin, &mask, slot)?;
+        let a = attention(cfg, layer, &h, &rotary, mask, slot)?;
         x = (x + a)?;
         let h = rms_norm(&x, &layer.mlp_norm, cfg.rms_eps)?;
-        let gate = linear(&h, &layer.gate, None)?.silu()?;
-        let up = linear(&h, &layer.up, None)?;
-        x = (x + linear(&(gate * up)?, &layer.down, None)?)?;
+        let gate = layer.project(Target::Gate, &h)?;
+        let up = layer.project(Target::Up, &h)?;
+        let act = if fused::applies(&gate) {
+            fused::silu_mul(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
+        x = (x + layer.project(Target::Down, &act)?)?;
     }
     rms_norm(&x, &w.norm, cfg.rms_eps)
 }
@@ -190,20 +203,19 @@ fn attention(
     cfg: &ModelConfig,
     l: &LayerWeights,
     h: &Tensor,
-    cos: &Tensor,
-    sin: &Tensor,
+    rotary: &Rotary,
     mask: &Tensor,
     cache: Option<&mut Option<(Tensor, Tensor)>>,
 ) -> Result<Tensor> {
     let (b, t, _) = h.dims3()?;
     let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
     let rep = nh / nkv;
-    let split = |x: Tensor, heads: usize| x.reshape((b, t, heads, hd))?.transpose(1, 2);
-    let q = split(linear(h, &l.q, l.q_bias.as_ref())?, nh)?;
-    let k = split(linear(h, &l.k, l.k_bias.as_ref())?, nkv)?;
-    let v = split(linear(h, &l.v, l.v_bias.as_ref())?, nkv)?.contiguous()?;
-    let q = apply_rope(&q.contiguous()?, cos, sin)?;
-    let k = apply_rope(&k.contiguous()?, cos, sin)?;
+    let heads = |x: Tensor, n: usize| x.reshape((b, t, n, hd));
+    let q = rotary.apply(&heads(l.project(Target::Q, h)?, nh)?)?;
+    let k = rotary.apply(&heads(l.project(Target::K, h)?, nkv)?)?;
+    let v = heads(l.project(Target::V, h)?, nkv)?
+        .transpose(1, 2)?
+        .contiguous()?;
     let (k, v) = match cache {
         Some(slot) => {
             let kv = match slot.take() {
@@ -218,15 +230,20 @@ fn attention(
     let s = k.dim(2)?;
     let scale = 1.0 / (hd as f64).sqrt();
     let q = q.reshape((b, nkv, rep * t, hd))?;
-    let scores = q.matmul(&k.t()?)?.reshape((b, nkv, rep, t, s))?;
-    let probs = if fused::applies(&scores) && fused::applies(mask) {
-        fused::masked_softmax(&scores, mask, scale)?
+    let probs = if fused::applies(&q) && fused::applies(mask) {
+        fused::attention_probs(&q, &k, mask, scale)?
     } else {
-        softmax_last(&(scores * scale)?.broadcast_add(mask)?)?
+        let scores = q.matmul(&k.t()?)?.reshape((b, nkv, rep, t, s))?;
+        let masked = (scores * scale)?.broadcast_add(&mask.unsqueeze(1)?)?;
+        softmax_last(&masked)?.reshape((b, nkv, rep * t, s))?
     };
-    let probs = probs.reshape((b, nkv, rep * t, s))?;
-    let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
-    linear(&out.reshape((b, t, nh * hd))?, &l.o, None)
+    let out = if fused::applies(&probs) && fused::applies(&v) {
+        fused::attention_out(&probs, &v, t)?
+    } else {
+        let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
+        out.reshape((b, t, nh * hd))?
+    };
+    l.project(Target::O, &out)
 }
 
 /// Logits of the rows of `hidden` listed in `rows` (only those positions pay for the head).
@@ -245,6 +262,6 @@ pub fn logits_at(w: &Weights, hidden: &Tensor, rows: &Tensor) -> Result<Tensor> 
 /// `hidden`: `[B, T, H]` → `[B, T, V]`.
 pub fn logits_all(w: &Weights, hidden: &Tensor) -> Result<Tensor> {
     let (b, t, hsz) = hidden.dims3()?;
-    let out = hidden.reshape((b * t, hsz))?.matmul(&w.head().t()?)?;
+    let out = matmul_t(&hidden.reshape((b * t, hsz))?, w.head())?;
     out.reshape((b, t, ())).and_then(|x| x.to_dtype(DType::F32))
 }

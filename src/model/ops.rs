@@ -4,6 +4,7 @@
 
 use candle_core::{D, DType, Result, Tensor};
 
+use super::frozen_linear::linear_2d;
 use super::fused;
 
 /// RMSNorm as in HF Llama: `w · x / sqrt(mean(x²) + eps)`.
@@ -63,7 +64,8 @@ pub fn logsumexp_last(x: &Tensor) -> Result<Tensor> {
     sum.log()?.broadcast_add(&max)?.squeeze(D::Minus1)
 }
 
-/// `x · Wᵀ (+ b)` over the last dimension.
+/// `x · Wᵀ (+ b)` over the last dimension; a `W` and `b` that track no gradient (frozen base
+/// weights under LoRA) get none computed ([`linear_2d`]).
 ///
 /// # Shapes
 /// `x`: `[.., in]`, `w`: `[out, in]`, `b`: `[out]` → `[.., out]`.
@@ -71,11 +73,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let (lead, inner) = dims.split_at(dims.len() - 1);
     let rows: usize = lead.iter().product();
-    let y = x.reshape((rows, inner[0]))?.matmul(&w.t()?)?;
-    let y = match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
+    let y = linear_2d(&x.reshape((rows, inner[0]))?, w, b)?;
     let mut out_dims = lead.to_vec();
     out_dims.push(w.dim(0)?);
     y.reshape(out_dims)
@@ -96,6 +94,40 @@ pub fn rope_tables(positions: &Tensor, head_dim: usize, theta: f64) -> Result<(T
     let freqs = pos.broadcast_mul(&inv_freq.reshape((1, 1, half))?)?;
     let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?.unsqueeze(1)?;
     Ok((emb.cos()?, emb.sin()?))
+}
+
+/// The rotary embedding of one forward: a fused table on the CPU, composed tables elsewhere.
+pub enum Rotary {
+    Fused(std::sync::Arc<fused::RopeTable>),
+    Composed(Tensor, Tensor),
+}
+
+impl Rotary {
+    /// # Shapes
+    /// `positions`: `[B, T]` (u32).
+    pub fn new(positions: &Tensor, head_dim: usize, theta: f64, f32_cpu: bool) -> Result<Self> {
+        if f32_cpu && positions.device().is_cpu() {
+            return Ok(Rotary::Fused(fused::RopeTable::new(
+                positions, head_dim, theta,
+            )?));
+        }
+        let (cos, sin) = rope_tables(positions, head_dim, theta)?;
+        Ok(Rotary::Composed(cos, sin))
+    }
+
+    /// Rotates per-head projections and moves the heads before time.
+    ///
+    /// # Shapes
+    /// `x`: `[B, T, heads, head_dim]` → `[B, heads, T, head_dim]` (contiguous).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Rotary::Fused(table) if fused::applies(x) => fused::rope_transpose(x, table),
+            Rotary::Fused(_) => Err(candle_core::Error::Msg(
+                "rope: fused table for a tensor that is not f32 on the CPU".into(),
+            )),
+            Rotary::Composed(cos, sin) => apply_rope(&x.transpose(1, 2)?.contiguous()?, cos, sin),
+        }
+    }
 }
 
 /// Applies rotary embeddings: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = cat(−x₂, x₁)`.

@@ -1,5 +1,5 @@
 //! The trainable policy: every weight a `Var` in a `candle_nn::VarMap` under its HF name, plus the
-//! decoder view of the same tensors.
+//! decoder view of the same tensors; with LoRA attached, only the adapters train.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +10,7 @@ use candle_nn::VarMap;
 
 use super::config::ModelConfig;
 use super::decoder::{LayerWeights, Weights};
+use super::lora::{self, ADAPTER_WEIGHTS, LoraAttached, LoraConfig};
 use crate::atomic::{write_atomic, write_atomic_with};
 use crate::error::user_error;
 
@@ -18,6 +19,8 @@ pub struct Policy {
     pub config: ModelConfig,
     varmap: VarMap,
     weights: Weights,
+    /// The adapters, when LoRA is on: then they alone train and the base weights are frozen.
+    lora: Option<LoraAttached>,
 }
 
 /// The HF names and shapes every model of `cfg` must have.
@@ -89,13 +92,17 @@ impl Policy {
             config,
             varmap,
             weights,
+            lora: None,
         })
     }
 
-    /// The same policy with every weight copied to `device`.
+    /// The same policy with every weight copied to `device` (before LoRA is attached).
     pub fn to_device(&self, device: &Device) -> Result<Policy> {
+        if self.lora.is_some() {
+            anyhow::bail!("internal: a policy moves to its device before LoRA is attached");
+        }
         let mut tensors = HashMap::new();
-        for (name, var) in self.vars() {
+        for (name, var) in self.base_vars() {
             tensors.insert(name, var.as_tensor().detach().to_device(device)?);
         }
         Policy::from_tensors(self.config.clone(), tensors, "policy")
@@ -106,18 +113,35 @@ impl Policy {
         self.weights.embed.device()
     }
 
-    /// The weights, tracked by autograd.
+    /// The weights, tracked by autograd: every weight, or with LoRA only the adapters (the base
+    /// weights detached, so no gradient is computed for them).
     pub fn weights(&self) -> &Weights {
-        &self.weights
+        self.lora.as_ref().map_or(&self.weights, |l| &l.weights)
     }
 
-    /// The same weights without gradient tracking (shares storage; sees every update).
+    /// The same weights without gradient tracking (shares storage; sees every update), adapters
+    /// included.
     pub fn frozen(&self) -> Weights {
+        self.weights().detached()
+    }
+
+    /// The base weights without adapters and without gradient tracking: the reference model
+    /// (with LoRA, the model the adapters sit on, as in PEFT/TRL).
+    pub fn base(&self) -> Weights {
         self.weights.detached()
     }
 
-    /// Every trainable variable with its HF name, sorted by name.
+    /// Every trainable variable with its name, sorted by name: the base weights under HF names,
+    /// or with LoRA only the adapters under PEFT names.
     pub fn vars(&self) -> Vec<(String, Var)> {
+        match &self.lora {
+            Some(l) => l.vars.clone(),
+            None => self.base_vars(),
+        }
+    }
+
+    /// The base weights with their HF names, sorted by name.
+    fn base_vars(&self) -> Vec<(String, Var)> {
         let data = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<(String, Var)> =
             data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -125,12 +149,41 @@ impl Policy {
         out
     }
 
+    /// Attaches fresh LoRA adapters (A seeded from `seed`, B zero); from then on [`vars`]
+    /// lists only them and the saved model is merged. `base_model` goes into the adapter config.
+    ///
+    /// [`vars`]: Policy::vars
+    pub fn attach_lora(&mut self, config: &LoraConfig, seed: u64, base_model: &str) -> Result<()> {
+        if self.lora.is_some() {
+            anyhow::bail!("internal: LoRA is attached twice");
+        }
+        self.lora = Some(lora::attach(&self.weights, config, seed, base_model)?);
+        Ok(())
+    }
+
+    /// The LoRA settings, when adapters are attached.
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref().map(|l| &l.config)
+    }
+
+    /// The file of a saved model folder that holds [`vars`](Policy::vars) under their names:
+    /// `adapter_model.safetensors` with LoRA, else `model.safetensors`.
+    pub fn trainable_file(&self) -> &'static str {
+        if self.lora.is_some() {
+            ADAPTER_WEIGHTS
+        } else {
+            "model.safetensors"
+        }
+    }
+
     pub fn varmap(&self) -> &VarMap {
         &self.varmap
     }
 
     /// Writes an HF model folder: `config.json`, `model.safetensors` and `tokenizer.json`, each
-    /// written to a temporary name and renamed, so a reader never sees a half-written file.
+    /// written to a temporary name and renamed, so a reader never sees a half-written file. With
+    /// LoRA the model holds the merged weights `W + (α/r)·B·A`, and the PEFT adapter
+    /// (`adapter_config.json`, `adapter_model.safetensors`) is written beside it.
     pub fn save_hf(&self, dir: &Path, tokenizer: &super::tokenizer::Tokenizer) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let config = serde_json::to_string_pretty(&self.config.to_hf_json())?;
@@ -138,16 +191,29 @@ impl Policy {
         write_atomic_with(&dir.join("tokenizer.json"), |tmp| tokenizer.save(tmp))?;
         write_atomic_with(&dir.join("model.safetensors"), |tmp| {
             self.save_safetensors(tmp)
-        })
+        })?;
+        match &self.lora {
+            Some(l) => lora::write_adapter(dir, l),
+            None => Ok(()),
+        }
     }
 
-    /// Writes the weights as one safetensors file with HF names.
+    /// Writes the weights (merged with the adapters under LoRA) as one safetensors file with HF
+    /// names.
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
-        let tensors: HashMap<String, Tensor> = self
-            .vars()
+        let base: Vec<(String, Tensor)> = self
+            .base_vars()
             .into_iter()
             .map(|(k, v)| (k, v.as_tensor().detach()))
             .collect();
+        let tensors: HashMap<String, Tensor> = match &self.lora {
+            Some(l) => {
+                let adapters = l.vars.iter();
+                let adapters = adapters.map(|(k, v)| (k.clone(), v.as_tensor().detach()));
+                lora::merged_tensors(base, &adapters.collect(), l.config.scale())?
+            }
+            None => base.into_iter().collect(),
+        };
         candle_core::safetensors::save(&tensors, path)
             .with_context(|| format!("writing {}", path.display()))
     }
@@ -183,6 +249,7 @@ fn weights_from(cfg: &ModelConfig, vars: &mut HashMap<String, Tensor>) -> Result
             gate: take(format!("{p}.mlp.gate_proj.weight"))?.into(),
             up: take(format!("{p}.mlp.up_proj.weight"))?.into(),
             down: take(format!("{p}.mlp.down_proj.weight"))?.into(),
+            lora: Default::default(),
         });
     }
     let norm = take("model.norm.weight".into())?;

@@ -1,5 +1,5 @@
 //! A linear projection's weight: a dense tensor (the trainable f32 weights) or quantized blocks
-//! (candle's `QMatMul` over a GGUF file's `QTensor`, for sampling only), behind one `linear`.
+//! (candle's `QMatMul` over a GGUF file's `QTensor`, for sampling only), behind one `forward`.
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Result, Tensor};
@@ -56,12 +56,4 @@ impl Proj {
             }
         }
     }
-}
-
-/// `x · Wᵀ (+ b)` over the last dimension, for either kind of weight.
-///
-/// # Shapes
-/// `x`: `[.., in]`, `w`: `[out, in]`, `b`: `[out]` → `[.., out]`.
-pub fn linear(x: &Tensor, w: &Proj, b: Option<&Tensor>) -> Result<Tensor> {
-    w.forward(x, b)
 }

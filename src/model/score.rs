@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use candle_core::{D, DType, Tensor};
 
 use super::config::ModelConfig;
-use super::decoder::{Weights, causal_mask, forward, logits_at};
+use super::decoder::{Weights, causal_mask_values, forward, logits_at};
 use super::fused;
 use super::ops::logsumexp_last;
 
@@ -21,6 +21,24 @@ pub struct SeqScores {
     pub tokens: Vec<usize>,
 }
 
+/// A right-padded batch of token rows ready for one forward, and the tokens to score in it.
+///
+/// # Shapes
+/// `ids`, `positions`: `B·T` row-major; `mask`: `T·T` (one causal mask for every row) or
+/// `B·T·T` (a mask per row, additive: 0 visible, −∞ hidden).
+#[derive(Debug, Clone, Default)]
+pub struct Packed {
+    pub rows: usize,
+    pub len: usize,
+    pub ids: Vec<u32>,
+    pub positions: Vec<u32>,
+    pub mask: Vec<f32>,
+    /// `(flat position whose logits predict the token, token, scored sequence)`.
+    pub targets: Vec<(u32, u32, usize)>,
+    /// Scored tokens of each sequence.
+    pub seq_tokens: Vec<usize>,
+}
+
 /// Scores `(prompt, response)` token sequences: one forward of the right-padded batch.
 pub fn score_sequences(
     cfg: &ModelConfig,
@@ -31,59 +49,65 @@ pub fn score_sequences(
     if seqs.is_empty() {
         bail!("no sequences to score");
     }
-    let device = w.embed.device().clone();
     let t = seqs
         .iter()
         .map(|(p, r)| p.len() + r.len())
         .max()
         .unwrap_or(0);
-    let s = seqs.len();
-    let mut ids = Vec::with_capacity(s * t);
-    let mut rows = Vec::new();
-    let mut targets = Vec::new();
-    let mut owner = Vec::new();
+    let mut packed = Packed {
+        rows: seqs.len(),
+        len: t,
+        ..Packed::default()
+    };
     for (i, (prompt, response)) in seqs.iter().enumerate() {
         if prompt.is_empty() || response.is_empty() {
             bail!("sequence {i}: prompt and response must each have at least one token");
         }
-        let seq: Vec<u32> = prompt.iter().chain(response).copied().collect();
         for (j, &tok) in response.iter().enumerate() {
             let pos = prompt.len() + j;
-            rows.push((i * t + pos - 1) as u32);
-            targets.push(tok);
-            owner.push(i);
+            packed.targets.push(((i * t + pos - 1) as u32, tok, i));
         }
-        ids.extend_from_slice(&seq);
-        ids.extend(std::iter::repeat_n(pad_id, t - seq.len()));
+        packed.seq_tokens.push(response.len());
+        let len = prompt.len() + response.len();
+        packed.ids.extend(prompt.iter().chain(response));
+        packed.ids.extend(std::iter::repeat_n(pad_id, t - len));
+        packed.positions.extend(0..t as u32);
     }
-    let ids = Tensor::from_vec(ids, (s, t), &device)?;
-    let positions = Tensor::arange(0u32, t as u32, &device)?
-        .unsqueeze(0)?
-        .repeat((s, 1))?;
-    let hidden = forward(cfg, w, &ids, &positions, &causal_mask(t, 0, &device)?, None)?;
-    let n = rows.len();
+    packed.mask = causal_mask_values(t, 0);
+    score_packed(cfg, w, &packed)
+}
+
+/// Scores the targets of a packed batch: one forward, the head only at the target positions,
+/// per-sequence sums of log-probs and means of the WPO aligned term.
+pub fn score_packed(cfg: &ModelConfig, w: &Weights, packed: &Packed) -> Result<SeqScores> {
+    let device = w.embed.device().clone();
+    let (b, t, s) = (packed.rows, packed.len, packed.seq_tokens.len());
+    let ids = Tensor::from_slice(&packed.ids, (b, t), &device)?;
+    let positions = Tensor::from_slice(&packed.positions, (b, t), &device)?;
+    let mask_rows = if packed.mask.len() == t * t { 1 } else { b };
+    let mask = Tensor::from_slice(&packed.mask, (mask_rows, 1, t, t), &device)?;
+    let hidden = forward(cfg, w, &ids, &positions, &mask, None)?;
+    let n = packed.targets.len();
+    let rows: Vec<u32> = packed.targets.iter().map(|x| x.0).collect();
     let logits = logits_at(w, &hidden, &Tensor::new(rows, &device)?)?;
+    let targets: Vec<u32> = packed.targets.iter().map(|x| x.1).collect();
     let targets = Tensor::from_vec(targets, (n, 1), &device)?;
     let (logp, aligned) = token_logprobs(&logits, &targets)?;
     let mut seg = vec![0f32; s * n];
-    for (col, &row) in owner.iter().enumerate() {
-        seg[row * n + col] = 1.0;
+    for (col, &(_, _, seq)) in packed.targets.iter().enumerate() {
+        seg[seq * n + col] = 1.0;
     }
     let seg = Tensor::from_vec(seg, (s, n), &device)?;
     let logps = seg.matmul(&logp.unsqueeze(1)?)?.squeeze(1)?;
-    let tokens: Vec<usize> = seqs.iter().map(|(_, r)| r.len()).collect();
-    let counts = Tensor::new(
-        tokens.iter().map(|&c| c as f32).collect::<Vec<_>>(),
-        &device,
-    )?;
+    let counts: Vec<f32> = packed.seq_tokens.iter().map(|&c| c as f32).collect();
     let wpo_mean = seg
         .matmul(&aligned.unsqueeze(1)?)?
         .squeeze(1)?
-        .div(&counts)?;
+        .div(&Tensor::new(counts, &device)?)?;
     Ok(SeqScores {
         logps,
         wpo_mean,
-        tokens,
+        tokens: packed.seq_tokens.clone(),
     })
 }
 

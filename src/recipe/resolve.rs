@@ -461,7 +461,38 @@ fn train(ctx: &Ctx, r: &RawTrain) -> Result<TrainSpec> {
         max_length: ctx.at_least_one("train.max_length", r.max_length)?,
         checkpoint_every: r.checkpoint_every,
         resume_every: r.resume_every,
+        lora: lora(ctx, &r.lora)?,
     })
+}
+
+/// `[train.lora]`: checked even when disabled, so a typo shows before it is switched on.
+fn lora(ctx: &Ctx, r: &RawLora) -> Result<LoraSpec> {
+    let rank = ctx.at_least_one("train.lora.rank", r.rank)?;
+    let alpha = ctx.positive("train.lora.alpha", r.alpha)?;
+    let key = "train.lora.target_modules";
+    if r.target_modules.is_empty() {
+        return Err(ctx.bad(key, "must list at least one module"));
+    }
+    let mut targets = Vec::new();
+    for name in &r.target_modules {
+        let t = Target::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = Target::ALL.iter().map(|t| t.hf_name()).collect();
+            ctx.bad(key, format!("`{name}` is not one of: {}", known.join(", ")))
+        })?;
+        if targets.contains(&t) {
+            return Err(ctx.bad(key, format!("`{name}` is listed twice")));
+        }
+        targets.push(t);
+    }
+    targets.sort();
+    if !r.enabled {
+        return Ok(LoraSpec::Off);
+    }
+    Ok(LoraSpec::On(LoraConfig {
+        rank,
+        alpha,
+        targets,
+    }))
 }
 
 fn eval(ctx: &Ctx, r: &RawEval) -> Result<EvalSpec> {

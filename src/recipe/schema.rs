@@ -172,6 +172,17 @@ pub struct RawTrain {
     pub max_length: usize,
     pub checkpoint_every: usize,
     pub resume_every: usize,
+    pub lora: RawLora,
+}
+
+/// `[train.lora]`: low-rank adapters instead of full fine-tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLora {
+    pub enabled: bool,
+    pub rank: usize,
+    pub alpha: f64,
+    pub target_modules: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use crate::model::DeviceChoice;
+pub use crate::model::{DeviceChoice, LoraConfig, Target};
 
 /// The whole resolved recipe.
 #[derive(Debug, Clone)]
@@ -384,6 +384,14 @@ pub struct TrainSpec {
     pub checkpoint_every: usize,
     /// Refresh `checkpoints/latest` (the resume state) every k steps; 0 disables.
     pub resume_every: usize,
+    pub lora: LoraSpec,
+}
+
+/// `[train.lora]`, resolved: full fine-tuning, or adapters on the listed projections.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoraSpec {
+    Off,
+    On(LoraConfig),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -29,7 +29,7 @@ use crate::hookset::HookSet;
 use crate::manifest::{sha256_path, write_atomic, write_json_atomic};
 use crate::model::{ChatTemplate, LoadedModel, check_quantizable, load_model_on};
 use crate::pair::{PairInputs, PairRow, build_pairs};
-use crate::recipe::{DataFormat, PairMode, Recipe, TokenizerChoice};
+use crate::recipe::{DataFormat, LoraSpec, PairMode, Recipe, TokenizerChoice};
 use crate::reference::fill_reference;
 use crate::train::{StepMetrics, TrainOutputs, TrainPair, Trainer};
 use crate::weigh::{question_stats, weigh};
@@ -406,6 +406,13 @@ fn write_pair_files(
 }
 
 fn train_stage(run: &mut Run, records: &[PairRecord]) -> Result<Vec<StepMetrics>> {
+    if let LoraSpec::On(lora) = &run.recipe.train.lora {
+        // After the reference pass, which uses the base model either way.
+        let base = run.model_path.display().to_string();
+        run.model
+            .policy
+            .attach_lora(lora, run.recipe.run.seed, &base)?;
+    }
     let pairs: Vec<TrainPair> = records
         .iter()
         .enumerate()

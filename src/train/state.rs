@@ -131,7 +131,8 @@ pub fn candidates(checkpoints: &Path, final_dir: &Path) -> Result<Vec<PathBuf>> 
 
 /// Loads the weights (and, for an unfinished run, the moments) of the checkpoint in `dir`.
 pub fn restore(model: &LoadedModel, opt: &mut AdamW, dir: &Path, state: &TrainState) -> Result<()> {
-    let weights = load(&dir.join("model.safetensors"))?;
+    // With LoRA the trainable tensors are the adapters, under their PEFT names.
+    let weights = load(&dir.join(model.policy.trainable_file()))?;
     let vars = model.policy.vars();
     for (name, var) in &vars {
         let t = weights

@@ -1,18 +1,24 @@
 //! CPU kernels with their own backward for the memory-heavy parts of the trainable decoder: each
 //! keeps only what its gradient needs instead of every intermediate of the composed version.
 
+mod attention;
+mod attn_out;
 mod logprob;
-mod masked_softmax;
 mod rms_norm;
+mod rope;
 mod softmax;
+mod swiglu;
 
 #[cfg(test)]
 mod testing;
 
+pub use attention::attention_probs;
+pub use attn_out::attention_out;
 pub use logprob::target_logprobs;
-pub use masked_softmax::masked_softmax;
 pub use rms_norm::rms_norm;
+pub use rope::{RopeTable, rope_transpose};
 pub use softmax::softmax_last;
+pub use swiglu::silu_mul;
 
 use candle_core::{CpuStorage, Layout, Result, bail};
 
