@@ -151,19 +151,24 @@ mod tests {
 
     #[test]
     fn unpermute_rows_moves_whole_q8_0_rows() {
-        let rows: Vec<f32> = (0..8 * 32).map(|i| (i / 32) as f32).collect();
+        let rows: Vec<f32> = (0..8 * 32)
+            .map(|i| (i / 32) as f32 + 0.01 * i as f32)
+            .collect();
         let t = Tensor::from_vec(rows, (8, 32), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, candle_core::quantized::GgmlDType::Q8_0).unwrap();
-        let back = unpermute_rows(&q, 2)
+        let before = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let after = unpermute_rows(&q, 2)
             .unwrap()
             .dequantize(&Device::Cpu)
             .unwrap();
-        let firsts: Vec<f32> = back
-            .to_vec2::<f32>()
-            .unwrap()
+        let expected: Vec<Vec<f32>> = [0, 2, 1, 3, 4, 6, 5, 7]
             .iter()
-            .map(|r| r[0])
+            .map(|&r| before[r].clone())
             .collect();
-        assert_eq!(firsts, vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+        assert_eq!(after.to_vec2::<f32>().unwrap(), expected);
     }
 }
