@@ -35,6 +35,8 @@ pub struct StepResult {
     pub policy_tokens_per_s: f64,
     pub gflops_per_s: f64,
     pub matmul_peak_fraction: f64,
+    /// Peak RSS while this row ran (`None` where the kernel cannot reset the peak counter).
+    pub peak_rss_gib: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +76,18 @@ pub fn peak_rss_gib() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
+}
+
+/// Returns freed heap memory to the kernel and restarts the peak-RSS counter (VmHWM) from the
+/// current RSS, so that the next [`peak_rss_gib`] is the peak of what runs in between; false
+/// where the kernel refuses (then the counter keeps the process-wide peak).
+fn reset_peak_rss() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory at the allocator's discretion.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// GFLOP/s of a bare f32 matmul on `device` (1024³ on the CPU, 4096³ on a GPU): the ceiling a
@@ -205,6 +219,7 @@ fn bench_step(model: &LoadedModel, pairs: usize, peak: f64) -> Result<StepResult
         policy_tokens_per_s: tokens as f64 / seconds,
         gflops_per_s: gflops,
         matmul_peak_fraction: gflops / peak,
+        peak_rss_gib: None,
     })
 }
 
@@ -300,11 +315,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .sampling
             .push(bench_sampling(&model, &sampling, b, args.new_tokens)?);
     }
+    let mut overall = peak_rss_gib();
     for &p in &args.pairs.0 {
         tracing::info!("DPO step at {p} pairs x {SEQ} tokens");
-        report.steps.push(bench_step(&model, p, peak)?);
+        overall = overall.max(peak_rss_gib());
+        let fresh = reset_peak_rss();
+        let mut row = bench_step(&model, p, peak)?;
+        row.peak_rss_gib = fresh.then(peak_rss_gib);
+        report.steps.push(row);
     }
-    report.peak_rss_gib = peak_rss_gib();
+    report.peak_rss_gib = overall.max(peak_rss_gib());
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -364,13 +384,13 @@ fn render_steps(r: &BenchReport, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "pairs  seconds  ref   fwd+bwd  adamw  policy tok/s  GFLOP/s  of peak  PyTorch tok/s  ratio"
+        "pairs  seconds  ref   fwd+bwd  adamw  policy tok/s  GFLOP/s  of peak  peak RSS  PyTorch tok/s  ratio"
     );
     for s in &r.steps {
         let pt = base(&format!("dpo_step_pairs{}_T128_tokens_per_s", s.pairs));
         let _ = writeln!(
             out,
-            "{:>5}  {:>7.2}  {:>4.2}  {:>7.2}  {:>5.2}  {:>12.1}  {:>7.1}  {:>6.0}%  {:>13}  {}",
+            "{:>5}  {:>7.2}  {:>4.2}  {:>7.2}  {:>5.2}  {:>12.1}  {:>7.1}  {:>6.0}%  {:>8}  {:>13}  {}",
             s.pairs,
             s.seconds,
             s.reference_seconds,
@@ -379,6 +399,7 @@ fn render_steps(r: &BenchReport, out: &mut String) {
             s.policy_tokens_per_s,
             s.gflops_per_s,
             100.0 * s.matmul_peak_fraction,
+            s.peak_rss_gib.map_or("-".into(), |g| format!("{g:.2} GiB")),
             pt.map_or("-".into(), |v| format!("{v:.1}")),
             pt.map_or("-".into(), |v| format!("{:.2}x", s.policy_tokens_per_s / v)),
         );
