@@ -8,31 +8,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use trainer::batch::{TokenPair, forward_pairs};
 use trainer::model::{
-    ADAPTER_CONFIG, ADAPTER_WEIGHTS, Arch, LoraConfig, ModelConfig, Policy, Target, causal_mask,
-    forward, load_model, logits_all, random_policy, read_adapter,
+    ADAPTER_CONFIG, ADAPTER_WEIGHTS, Arch, LoraConfig, Policy, Target, causal_mask, forward,
+    load_model, logits_all, random_policy, read_adapter,
 };
 
 use crate::common::{assert_user_error, stderr, trainer, write};
 use crate::pipeline::recipe;
-
-fn tiny(arch: Arch) -> ModelConfig {
-    ModelConfig {
-        arch,
-        vocab_size: 64,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rope_theta: 10_000.0,
-        rms_eps: 1e-6,
-        max_position: 128,
-        tie_embeddings: arch == Arch::Llama,
-        bos_token_id: None,
-        eos_token_id: Some(1),
-    }
-}
+use crate::tiny_models::tiny;
 
 fn all_targets(rank: usize) -> LoraConfig {
     LoraConfig {

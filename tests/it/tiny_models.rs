@@ -10,7 +10,8 @@ use trainer::recipe::{HookSource, LossSpec, ScriptLimits};
 use trainer::rng::Rng;
 use trainer::script::{HookKind, ScriptHost};
 
-fn tiny(arch: Arch) -> ModelConfig {
+/// A two-layer decoder of `arch` with grouped KV heads (tied embeddings for Llama).
+pub fn tiny(arch: Arch) -> ModelConfig {
     ModelConfig {
         arch,
         vocab_size: 64,
