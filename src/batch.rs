@@ -174,22 +174,7 @@ mod tests {
     use crate::rng::Rng;
 
     fn policy() -> Policy {
-        let cfg = ModelConfig {
-            arch: Arch::Qwen2,
-            vocab_size: 40,
-            hidden_size: 16,
-            intermediate_size: 24,
-            num_layers: 2,
-            num_heads: 4,
-            num_kv_heads: 2,
-            head_dim: 4,
-            rope_theta: 10_000.0,
-            rms_eps: 1e-5,
-            max_position: 64,
-            tie_embeddings: true,
-            bos_token_id: None,
-            eos_token_id: None,
-        };
+        let cfg = ModelConfig::tiny_for_tests(Arch::Qwen2);
         let mut rng = Rng::new(3);
         let tensors: HashMap<String, Tensor> = crate::model::expected_tensors(&cfg)
             .into_iter()

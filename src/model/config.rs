@@ -38,6 +38,27 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// A two-layer decoder of `arch` with 16 hidden units, 4 query and 2 KV heads, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn tiny_for_tests(arch: Arch) -> ModelConfig {
+        ModelConfig {
+            arch,
+            vocab_size: 40,
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 4,
+            rope_theta: 10_000.0,
+            rms_eps: 1e-6,
+            max_position: 64,
+            tie_embeddings: true,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
     pub fn qkv_bias(&self) -> bool {
         self.arch == Arch::Qwen2
     }

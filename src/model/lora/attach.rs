@@ -130,22 +130,7 @@ mod tests {
     use crate::model::{Arch, ModelConfig, random_policy};
 
     pub(crate) fn tiny() -> ModelConfig {
-        ModelConfig {
-            arch: Arch::Llama,
-            vocab_size: 40,
-            hidden_size: 16,
-            intermediate_size: 24,
-            num_layers: 2,
-            num_heads: 4,
-            num_kv_heads: 2,
-            head_dim: 4,
-            rope_theta: 10_000.0,
-            rms_eps: 1e-6,
-            max_position: 64,
-            tie_embeddings: true,
-            bos_token_id: None,
-            eos_token_id: None,
-        }
+        ModelConfig::tiny_for_tests(Arch::Llama)
     }
 
     #[test]
