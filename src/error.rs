@@ -24,14 +24,6 @@ pub fn user_error(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UserError(message.into()))
 }
 
-/// `bail!` for user mistakes: returns early with a [`UserError`].
-#[macro_export]
-macro_rules! user_bail {
-    ($($arg:tt)*) => {
-        return Err($crate::error::user_error(format!($($arg)*)))
-    };
-}
-
 /// Exit code for an error: 130 when a signal stopped the run
 /// ([`Interrupted`](crate::interrupt::Interrupted)), 2 when a [`UserError`] is anywhere in its
 /// chain, else 1.

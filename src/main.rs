@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    match trainer::app::run(cli) {
+    match trainer::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             match trainer::interrupt::find(&err) {

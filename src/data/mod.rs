@@ -1,10 +1,13 @@
-//! Reading datasets: JSONL files with line-numbered errors, and the record types built from them.
+//! Reading datasets: JSONL files with line-numbered errors, the record types built from them, and
+//! where a data source lives (built-in problems are generated into the cache).
 
 pub mod arith;
 mod examples;
 mod jsonl;
 mod pairs;
+mod source;
 
 pub use examples::{Example, ExampleFormat, clean_gsm8k_solution, read_examples, select};
 pub use jsonl::{JsonlLine, read_jsonl};
 pub use pairs::{PairRecord, read_pairs};
+pub use source::local_path;

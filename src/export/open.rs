@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::fingerprint::{Fingerprint, fingerprints};
 use super::table::{ExportTable, read_export_table};
 use crate::error::user_error;
-use crate::manifest::{sha256_bytes, trainer_version};
 use crate::recipe::{self, Layered, Override, Recipe, RecipeInput};
-use crate::run::{Fingerprint, fingerprints};
+use crate::store::{sha256_bytes, trainer_version};
 
 /// An exported recipe being run.
 #[derive(Debug, Clone)]

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::fingerprint::fingerprints;
 use super::open::load_recipe;
 use super::table::{EXPORT_FORMAT, ExportTable, ExportedInput, ExportedScript};
 use crate::error::user_error;
-use crate::hookset::HookSet;
-use crate::manifest::{sha256_bytes, trainer_version, write_atomic};
 use crate::recipe::{EXPORT_TABLE, HookSource, PairRule, Recipe, RecipeInput, ScriptChoice};
-use crate::run::fingerprints;
+use crate::script::HookSet;
 use crate::script::ScriptHost;
+use crate::store::{sha256_bytes, trainer_version, write_atomic};
 
 const HEADER: &str = "\
 # An exported recipe (`trainer recipe --export`): the resolved recipe, plus [export] with the text

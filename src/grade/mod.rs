@@ -1,15 +1,12 @@
-//! Native answer extraction and equivalence (GSM8K, MATH, exact), shared by the grade plugins and
+//! Native answer extraction and equivalence (GSM8K, MATH, exact) and the verdicts they give,
+//! shared by the grade plugins (through the script API), the grade and eval stages and
 //! `trainer grade`.
 
-mod command;
 mod gsm8k;
 mod math;
-mod stage;
 
-pub use command::{GradeSummary, grader_source, run};
 pub use gsm8k::{gsm8k_answer, gsm8k_gold, parse_number};
 pub use math::{last_boxed, math_answer, math_equal, normalize_math};
-pub use stage::{GradedSample, grade_completions};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +31,28 @@ pub struct Grade {
 impl Grade {
     pub fn is_correct(&self) -> bool {
         self.verdict == Verdict::Correct
+    }
+}
+
+/// Counts of verdicts.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct GradeSummary {
+    pub total: usize,
+    pub correct: usize,
+    pub wrong: usize,
+    pub invalid: usize,
+    pub accuracy: f64,
+}
+
+impl GradeSummary {
+    pub fn add(&mut self, v: Verdict) {
+        self.total += 1;
+        match v {
+            Verdict::Correct => self.correct += 1,
+            Verdict::Wrong => self.wrong += 1,
+            Verdict::Invalid => self.invalid += 1,
+        }
+        self.accuracy = self.correct as f64 / self.total as f64;
     }
 }
 

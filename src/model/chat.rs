@@ -1,8 +1,6 @@
 //! Chat templates: ChatML (`<|im_start|>role\n…<|im_end|>\n`) without a Jinja engine, a plain
 //! template, or a recipe-given string with `{prompt}` and `{system}`.
 
-use crate::recipe::TemplateChoice;
-
 /// How a question becomes the text the model continues.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatTemplate {
@@ -15,19 +13,6 @@ pub enum ChatTemplate {
 }
 
 impl ChatTemplate {
-    pub fn from_recipe(choice: &TemplateChoice, system: &str) -> ChatTemplate {
-        match choice {
-            TemplateChoice::ChatMl => ChatTemplate::ChatMl {
-                system: system.to_string(),
-            },
-            TemplateChoice::Plain => ChatTemplate::Plain,
-            TemplateChoice::Custom(t) => ChatTemplate::Custom {
-                template: t.clone(),
-                system: system.to_string(),
-            },
-        }
-    }
-
     /// The prompt for one user turn, ending where the assistant's reply begins.
     pub fn prompt(&self, user: &str) -> String {
         match self {

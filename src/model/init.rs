@@ -14,7 +14,6 @@ pub const INIT_STD: f64 = 0.02;
 
 /// A policy with freshly initialised weights; every tensor's values depend only on (seed, name).
 pub fn random_policy(config: &ModelConfig, seed: u64) -> Result<Policy> {
-    crate::threads::init();
     let mut tensors = HashMap::new();
     for (name, shape) in expected_tensors(config) {
         let n: usize = shape.iter().product();

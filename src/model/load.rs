@@ -25,7 +25,6 @@ pub struct LoadedModel {
 
 /// Loads a model folder or `.gguf` file; `tokenizer` overrides the model's own tokenizer.
 pub fn load_model(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
-    crate::threads::init();
     if path.is_dir() {
         load_hf(path, tokenizer)
     } else if path.is_file() {

@@ -11,8 +11,8 @@ use candle_nn::VarMap;
 use super::config::ModelConfig;
 use super::decoder::{LayerWeights, Weights};
 use super::lora::{self, ADAPTER_WEIGHTS, LoraAttached, LoraConfig};
-use crate::atomic::{write_atomic, write_atomic_with};
 use crate::error::user_error;
+use crate::store::{write_atomic, write_atomic_with};
 
 /// A decoder whose weights receive gradients.
 pub struct Policy {

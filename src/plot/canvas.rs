@@ -137,6 +137,6 @@ impl Canvas {
                 .write_image_data(&self.pixels)
                 .context("encoding PNG")?;
         }
-        crate::manifest::write_atomic(path, &bytes)
+        crate::store::write_atomic(path, &bytes)
     }
 }

@@ -31,9 +31,11 @@ pub struct RecipeInput {
     /// Values the program sets right above `--config` (the scripts of an exported recipe, once
     /// written to disk), each with the name `trainer recipe` shows as its source.
     pub overrides: Vec<Override>,
+    /// Values a command's own flags set (`--device`, `train --pairs`), right above `--set`.
+    pub flags: Vec<Override>,
 }
 
-/// One recipe value set by the program, with the source name shown for it.
+/// One recipe value set by the program or a command's flag, with the source name shown for it.
 #[derive(Debug, Clone)]
 pub struct Override {
     pub source: String,
@@ -97,6 +99,9 @@ fn build_figment(input: &RecipeInput) -> Result<Figment> {
     }
     for set in &input.sets {
         figment = figment.merge(parse_set(set)?);
+    }
+    for f in &input.flags {
+        figment = figment.merge(flag_layer(&f.source, &f.key, Value::from(f.value.clone()))?);
     }
     if let Some(script) = &input.script {
         let value = Value::from(script.to_string_lossy().into_owned());

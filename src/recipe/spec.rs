@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::model::ChatTemplate;
 pub use crate::model::{DeviceChoice, LoraConfig, Target};
 
 /// The whole resolved recipe.
@@ -89,6 +90,22 @@ pub enum TemplateChoice {
     Plain,
     /// A template string with `{prompt}` (and optionally `{system}`).
     Custom(String),
+}
+
+impl TemplateChoice {
+    /// The chat template this choice names, with `system` as its system turn.
+    pub fn template(&self, system: &str) -> ChatTemplate {
+        match self {
+            TemplateChoice::ChatMl => ChatTemplate::ChatMl {
+                system: system.to_string(),
+            },
+            TemplateChoice::Plain => ChatTemplate::Plain,
+            TemplateChoice::Custom(t) => ChatTemplate::Custom {
+                template: t.clone(),
+                system: system.to_string(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::manifest::write_atomic;
 use crate::recipe::{OutDir, RunSpec};
+use crate::store::write_atomic;
 
 /// UTC `YYYYmmdd-HHMMSS` of now.
 pub fn timestamp() -> String {

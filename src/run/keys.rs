@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::data::PairRecord;
-use crate::eval::EvalSetup;
-use crate::manifest::{SamplingServer, sha256_bytes, trainer_version};
 use crate::model::ChatTemplate;
-use crate::recipe::{DataSpec, LossSpec, OpenAiApi, SampleSpec, SamplingBackend, TrainSpec};
-use crate::train::TrainPair;
+use crate::recipe::{DataSpec, OpenAiApi, SampleSpec, SamplingBackend};
+use crate::stages::eval::EvalSetup;
+use crate::stages::sample::SamplingServer;
+use crate::store::{Hasher, content_key, trainer_version};
 
 #[derive(Serialize)]
 struct PromptKey<'a> {
@@ -110,7 +109,7 @@ pub fn sample_key(
         server,
         quantized: spec.quantized,
     };
-    short(&key)
+    content_key(&key)
 }
 
 /// The key of a model's greedy answers to the eval questions (the initial model before training,
@@ -128,7 +127,7 @@ pub fn eval_key(model_sha: &str, eval_sha: &str, selection: &str, setup: &EvalSe
         batch_size: usize,
         stop: &'a [String],
     }
-    short(&Key {
+    content_key(&Key {
         kind: "eval",
         version: trainer_version(),
         model: model_sha,
@@ -141,15 +140,10 @@ pub fn eval_key(model_sha: &str, eval_sha: &str, selection: &str, setup: &EvalSe
     })
 }
 
-fn short<T: Serialize>(key: &T) -> String {
-    let json = serde_json::to_string(key).unwrap_or_default();
-    sha256_bytes(json.as_bytes())[..24].to_string()
-}
-
 /// The key of a run folder: the command, the resolved recipe (with its sources) and every script,
 /// so that rerunning the same command finds the unfinished run.
 pub fn run_key(command: &str, recipe: &str, scripts: &[(String, String)]) -> String {
-    short(&serde_json::json!({
+    content_key(&serde_json::json!({
         "kind": "run",
         "version": trainer_version(),
         "command": command,
@@ -166,63 +160,19 @@ pub fn reference_key(
     batch_size: usize,
     max_length: usize,
 ) -> String {
-    let mut pairs = Sha256::new();
+    let mut pairs = Hasher::default();
     for r in records.iter().filter(|r| r.ref_chosen_logps.is_none()) {
         for text in [&r.prompt, &r.chosen, &r.rejected] {
             pairs.update((text.len() as u64).to_le_bytes());
             pairs.update(text.as_bytes());
         }
     }
-    short(&serde_json::json!({
+    content_key(&serde_json::json!({
         "kind": "reference",
         "version": trainer_version(),
         "model": model_sha,
-        "pairs": hex(&pairs.finalize()),
+        "pairs": pairs.hex(),
         "batch_size": batch_size,
         "max_length": max_length,
     }))
-}
-
-/// The key of a training run: the initial model, every pair's tokens, reference log-probs and
-/// weight (as exact bits), the loss and train settings (less the checkpoint cadence), the scripts
-/// and the seed. A checkpoint is resumed from only when its key is this one.
-pub fn train_key(
-    model_sha: &str,
-    pairs: &[TrainPair],
-    spec: &TrainSpec,
-    loss: &LossSpec,
-    scripts: &[(String, String)],
-    seed: u64,
-) -> String {
-    let mut h = Sha256::new();
-    for p in pairs {
-        for ids in [&p.tokens.prompt, &p.tokens.chosen, &p.tokens.rejected] {
-            h.update((ids.len() as u64).to_le_bytes());
-            for id in ids.iter() {
-                h.update(id.to_le_bytes());
-            }
-        }
-        for x in [p.ref_chosen, p.ref_rejected, p.weight] {
-            h.update(x.to_bits().to_le_bytes());
-        }
-    }
-    let cadence_free = TrainSpec {
-        checkpoint_every: 0,
-        resume_every: 0,
-        ..spec.clone()
-    };
-    short(&serde_json::json!({
-        "kind": "train",
-        "version": trainer_version(),
-        "model": model_sha,
-        "pairs": hex(&h.finalize()),
-        "train": format!("{cadence_free:?}"),
-        "loss": format!("{loss:?}"),
-        "scripts": scripts,
-        "seed": seed,
-    }))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

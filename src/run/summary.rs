@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::eval::EvalResult;
-use crate::pair::PairSkips;
 use crate::plot::{Bar, Series, bar_chart, histogram, line_chart};
+use crate::stages::eval::EvalResult;
+use crate::stages::pair::PairSkips;
 use crate::train::StepMetrics;
 
 /// What a run did, as written to `summary.json`.

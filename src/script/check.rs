@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::hooks::{HookKind, HookRef};
 use super::host::ScriptHost;
-use crate::loss::{LossInputs, LossOutput};
+use super::loss_batch::{LossInputs, LossOutput};
 use crate::recipe::{LossSpec, ScriptLimits, WeightPlacement};
 use crate::rng::Rng;
 

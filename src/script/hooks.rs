@@ -6,10 +6,10 @@ use rhai::{Dynamic, Map};
 use serde::Serialize;
 
 use super::host::{ScriptHost, UnitId};
+use super::loss_batch::{LossInputs, LossOutput};
 use super::tensor::ScriptTensor;
 use crate::error::user_error;
 use crate::grade::{Grade, Verdict};
-use crate::loss::{LossInputs, LossOutput};
 use crate::recipe::HookParam;
 
 /// A hook a script can define.

@@ -7,12 +7,16 @@ mod check;
 mod embedded;
 mod errors;
 mod hooks;
+mod hookset;
 mod host;
+mod loss_batch;
 mod resolver;
 mod tensor;
 
 pub use check::{CheckReport, GRAD_TOLERANCE, GradCheck, TestOutcome, run_check};
 pub use embedded::{PLUGINS, plugin_names};
 pub use hooks::{HookKind, HookRef, PairPick, Picked};
+pub use hookset::{HookSet, from_source};
 pub use host::{FnInfo, ScriptHost, UnitId};
+pub use loss_batch::{LossInputs, LossOutput};
 pub use resolver::PluginDir;

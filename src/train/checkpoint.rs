@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::atomic::write_dir_atomic;
 use crate::model::LoadedModel;
+use crate::store::write_dir_atomic;
 
 /// Writes the current weights to `dir` atomically (replacing an older checkpoint there).
 pub fn save_checkpoint(model: &LoadedModel, dir: &Path) -> Result<()> {

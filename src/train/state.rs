@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::optim::{AdamW, Moments};
 use super::trainer::StepMetrics;
-use crate::atomic::{write_atomic_with, write_json_atomic};
 use crate::model::LoadedModel;
+use crate::store::{write_atomic_with, write_json_atomic};
 
 /// `trainer_state.json`.
 pub const STATE_FILE: &str = "trainer_state.json";

@@ -8,18 +8,19 @@ use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::batch::TokenPair;
 use super::checkpoint::save_checkpoint_with;
 use super::schedule::LrSchedule;
 use super::state::{self, TrainState, write_state};
-use super::{AdamW, AdamWConfig, StepBatch, clip_scale, forward_backward, grad_norm};
-use crate::atomic::{remove_dir_atomic, write_atomic};
-use crate::batch::TokenPair;
+use super::step::{LossFn, StepBatch, add_grads, forward_backward};
+use super::{AdamW, AdamWConfig, clip_scale, grad_norm};
 use crate::error::user_error;
-use crate::jsonl_log::JsonlLog;
 use crate::model::LoadedModel;
 use crate::recipe::{Limit, LossSpec, TrainSpec};
 use crate::rng::{self, Rng};
 use crate::script::{HookRef, ScriptHost};
+use crate::store::JsonlLog;
+use crate::store::{remove_dir_atomic, write_atomic};
 
 /// A pair ready for training.
 #[derive(Debug, Clone)]
@@ -97,18 +98,6 @@ fn write_metrics(path: &std::path::Path, metrics: &[StepMetrics]) -> Result<()> 
         text.push('\n');
     }
     write_atomic(path, text.as_bytes())
-}
-
-fn add_grads(acc: &mut [Option<Tensor>], new: Vec<Option<Tensor>>) -> Result<()> {
-    for (slot, g) in acc.iter_mut().zip(new) {
-        if let Some(g) = g {
-            *slot = Some(match slot.take() {
-                Some(a) => (a + g)?,
-                None => g,
-            });
-        }
-    }
-    Ok(())
 }
 
 impl Trainer<'_> {
@@ -249,8 +238,8 @@ impl Trainer<'_> {
         for batch in micro {
             let members: Vec<&TrainPair> = batch.iter().map(|&i| &pairs[i]).collect();
             let tok: Vec<TokenPair> = members.iter().map(|p| p.tokens.clone()).collect();
-            let rc: Vec<f64> = members.iter().map(|p| p.ref_chosen).collect();
-            let rr: Vec<f64> = members.iter().map(|p| p.ref_rejected).collect();
+            let rc: Vec<Option<f64>> = members.iter().map(|p| Some(p.ref_chosen)).collect();
+            let rr: Vec<Option<f64>> = members.iter().map(|p| Some(p.ref_rejected)).collect();
             let w: Vec<f64> = members.iter().map(|p| p.weight).collect();
             let sb = StepBatch {
                 pairs: &tok,
@@ -265,12 +254,15 @@ impl Trainer<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let loss_fn = LossFn {
+                host: self.host,
+                hook: self.hook,
+                spec: self.loss,
+            };
             let out = forward_backward(
                 &self.model.policy,
                 self.model.tokenizer.pad_id(),
-                self.host,
-                self.hook,
-                self.loss,
+                loss_fn,
                 &sb,
                 1.0 / micro.len() as f64,
             )

@@ -4,7 +4,7 @@
 use trainer::data::arith::{Split, generate};
 use trainer::model::{ChatTemplate, LoadedModel, char_tokenizer, random_policy};
 use trainer::recipe::SftSpec;
-use trainer::sft::{tiny_config, train_sft};
+use trainer::stages::warm_start::{tiny_config, train_sft};
 
 use crate::common::{stderr, stdout, trainer};
 

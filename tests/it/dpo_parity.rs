@@ -4,11 +4,12 @@
 
 use std::sync::OnceLock;
 
+use trainer::commands::score::{ScoreReport, score_hook, score_pairs};
 use trainer::data::{PairRecord, read_pairs};
 use trainer::model::{LoadedModel, load_model_on};
 use trainer::recipe::{HookSource, LossSpec, ScriptLimits, WeightPlacement, Weighting};
-use trainer::score::{ScoreReport, score_hook, score_pairs};
-use trainer::script::ScriptHost;
+use trainer::script::{HookRef, ScriptHost};
+use trainer::train::LossFn;
 
 use crate::common::{shared, smollm2_fixture, stdout, test_device, trainer};
 
@@ -40,6 +41,11 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// The loss `trainer score` computes: `hook` in `host` with the `[loss]` section `spec`.
+fn loss_fn<'a>(host: &'a ScriptHost, hook: HookRef, spec: &'a LossSpec) -> LossFn<'a> {
+    LossFn { host, hook, spec }
+}
+
 fn run(s: &Setup, plugin: &str, spec: LossSpec, weights: Option<&[f64]>) -> ScoreReport {
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
     let hook = score_hook(
@@ -55,7 +61,7 @@ fn run(s: &Setup, plugin: &str, spec: LossSpec, weights: Option<&[f64]>) -> Scor
             p.weight = Some(*w);
         }
     }
-    score_pairs(&s.model, &pairs, &host, hook, &spec, true, 512).unwrap()
+    score_pairs(&s.model, &pairs, loss_fn(&host, hook, &spec), true, 512).unwrap()
 }
 
 fn assert_rel(actual: f64, expected: f64, tol: f64, what: &str) {
@@ -242,13 +248,13 @@ fn one_adamw_step_matches_pytorch() {
         beta: 0.1,
         ..LossSpec::default()
     };
-    let before = score_pairs(&model, &pairs, &host, hook, &spec, false, 512).unwrap();
+    let before = score_pairs(&model, &pairs, loss_fn(&host, hook, &spec), false, 512).unwrap();
     let vars: Vec<_> = model.policy.vars().into_iter().map(|(_, v)| v).collect();
     let tokens: Vec<_> = pairs
         .iter()
-        .map(|p| trainer::batch::tokenize_pair(&model.tokenizer, p, 512).unwrap())
+        .map(|p| trainer::train::tokenize_pair(&model.tokenizer, p, 512).unwrap())
         .collect();
-    let fwd = trainer::batch::forward_pairs(
+    let fwd = trainer::train::forward_pairs(
         &model.policy.config,
         model.policy.weights(),
         &tokens,
@@ -257,9 +263,9 @@ fn one_adamw_step_matches_pytorch() {
     .unwrap();
     let refs_c: Vec<f64> = before.rows.iter().map(|r| r.chosen_logps).collect();
     let refs_r: Vec<f64> = before.rows.iter().map(|r| r.rejected_logps).collect();
-    let inputs = trainer::batch::loss_inputs(&fwd, &refs_c, &refs_r, &[1.0; 3]).unwrap();
+    let inputs = trainer::train::loss_inputs(&fwd, &refs_c, &refs_r, &[1.0; 3]).unwrap();
     let out = host.call_loss(hook, &inputs, &spec.hook_params()).unwrap();
-    let loss = trainer::loss::reduce(&out, &inputs, spec.weighting).unwrap();
+    let loss = trainer::train::reduce(&out, &inputs, spec.weighting).unwrap();
     let store = loss.backward().unwrap();
     let grads: Vec<_> = vars
         .iter()
@@ -273,7 +279,7 @@ fn one_adamw_step_matches_pytorch() {
         p.ref_chosen_logps = Some(r.chosen_logps);
         p.ref_rejected_logps = Some(r.rejected_logps);
     }
-    let now = score_pairs(&model, &refd, &host, hook, &spec, false, 512).unwrap();
+    let now = score_pairs(&model, &refd, loss_fn(&host, hook, &spec), false, 512).unwrap();
     let (c, r) = (
         floats(&after["logps"]["chosen"]),
         floats(&after["logps"]["rejected"]),

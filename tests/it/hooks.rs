@@ -4,8 +4,8 @@
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use trainer::grade::Verdict;
-use trainer::loss::LossInputs;
 use trainer::recipe::{LossSpec, ScriptLimits};
+use trainer::script::LossInputs;
 use trainer::script::{HookKind, Picked, ScriptHost};
 
 use crate::common::write;

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use trainer::batch::{TokenPair, forward_pairs};
 use trainer::model::{
     ADAPTER_CONFIG, ADAPTER_WEIGHTS, Arch, LoraConfig, Policy, Target, causal_mask, forward,
     load_model, logits_all, random_policy, read_adapter,
 };
+use trainer::train::{TokenPair, forward_pairs};
 
 use crate::common::{assert_user_error, stderr, trainer, write};
 use crate::pipeline::recipe;

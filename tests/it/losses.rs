@@ -2,9 +2,9 @@
 //! weight placements.
 
 use candle_core::{DType, Device, Tensor, Var};
-use trainer::loss::{LossInputs, LossOutput};
 use trainer::recipe::{HookSource, LossSpec, ScriptLimits, WeightPlacement};
 use trainer::script::{HookKind, ScriptHost};
+use trainer::script::{LossInputs, LossOutput};
 
 const B: usize = 4;
 
@@ -211,7 +211,7 @@ fn spec(placement: WeightPlacement) -> LossSpec {
 fn assert_plugin_matches(name: &str, closed: Closed) {
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
     let hook =
-        trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin(name.into()))
+        trainer::script::from_source(&mut host, HookKind::Loss, &HookSource::Plugin(name.into()))
             .unwrap();
     let ps = pairs();
     let col = |f: fn(&Pair) -> f64| {
@@ -320,7 +320,7 @@ fn log_sigmoid_gradient_is_one_half_beta_at_zero_margin() {
     // margin is exactly 0 and DPO's gradient must be −β/2 per pair, not 0 (a kink artefact).
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
     let hook =
-        trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
+        trainer::script::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
             .unwrap();
     let z = Tensor::new(&[-12.0f64, -28.0], &Device::Cpu).unwrap();
     let c = Var::from_tensor(&z).unwrap();

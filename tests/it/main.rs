@@ -7,6 +7,7 @@ mod dpo_parity;
 mod export;
 mod grading;
 mod hooks;
+mod layout;
 mod lora;
 mod losses;
 mod openai_backend;

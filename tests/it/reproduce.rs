@@ -49,7 +49,7 @@ fn reproducing_the_default_recipe_gives_identical_artifacts() {
         stderr(&again)
     );
     let report = stdout(&again);
-    for artifact in trainer::reproduce::ARTIFACTS {
+    for artifact in trainer::commands::reproduce::ARTIFACTS {
         let line = report
             .lines()
             .find(|l| l.starts_with(artifact))

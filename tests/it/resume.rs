@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use trainer::manifest::sha256_file;
+use trainer::store::sha256_file;
 
 use crate::common::{root, stderr, stdout};
 use crate::pipeline::{questions, recipe, sized_model};

@@ -3,12 +3,12 @@
 
 use candle_core::DType;
 use candle_nn::Optimizer;
-use trainer::batch::{TokenPair, forward_pairs, loss_inputs};
-use trainer::loss::reduce;
 use trainer::model::{Arch, ModelConfig, random_policy};
 use trainer::recipe::{HookSource, LossSpec, ScriptLimits};
 use trainer::rng::Rng;
 use trainer::script::{HookKind, ScriptHost};
+use trainer::train::reduce;
+use trainer::train::{TokenPair, forward_pairs, loss_inputs};
 
 /// A two-layer decoder of `arch` with grouped KV heads (tied embeddings for Llama).
 pub fn tiny(arch: Arch) -> ModelConfig {
@@ -52,7 +52,7 @@ fn trains(arch: Arch) {
     let pairs = random_pairs(4, 11);
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
     let hook =
-        trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
+        trainer::script::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
             .unwrap();
     let spec = LossSpec::default();
     let reference = forward_pairs(&cfg, &policy.frozen(), &pairs, 0).unwrap();

@@ -15,7 +15,7 @@ struct Stats {
 
 fn weight_of(plugin: &str, pc: i64, pe: i64, n: i64, alpha: f64, eps: f64) -> f64 {
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
-    let hook = trainer::hookset::from_source(
+    let hook = trainer::script::from_source(
         &mut host,
         HookKind::Weight,
         &HookSource::Plugin(plugin.into()),

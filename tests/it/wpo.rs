@@ -3,12 +3,13 @@
 //! held constant.
 
 use candle_core::{DType, Tensor};
-use trainer::batch::{TokenPair, forward_pairs, loss_inputs};
-use trainer::loss::{LossOutput, reduce};
 use trainer::model::{Arch, ModelConfig, random_policy};
 use trainer::recipe::{HookSource, LossSpec, ScriptLimits, Weighting};
 use trainer::rng::Rng;
+use trainer::script::LossOutput;
 use trainer::script::{HookKind, ScriptHost};
+use trainer::train::reduce;
+use trainer::train::{TokenPair, forward_pairs, loss_inputs};
 
 use crate::common::{shared, stdout, trainer};
 
@@ -59,7 +60,7 @@ fn wpo_weights_are_detached() {
         .collect();
     let mut host = ScriptHost::new(&ScriptLimits::default(), None);
     let hook =
-        trainer::hookset::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
+        trainer::script::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
             .unwrap();
     let spec = LossSpec {
         weighting: Weighting::Wpo { clamp: false },

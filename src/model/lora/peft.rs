@@ -11,8 +11,8 @@ use candle_core::{Device, Tensor};
 use serde_json::{Value, json};
 
 use super::{LoraAttached, LoraConfig, Target};
-use crate::atomic::{write_atomic, write_atomic_with};
 use crate::error::user_error;
+use crate::store::{write_atomic, write_atomic_with};
 
 /// The adapter's settings file.
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";

@@ -1,0 +1,59 @@
+//! The `trainer generate` command: continue one prompt (optionally wrapped in the chat template).
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::cli::GenerateArgs;
+use crate::model::{
+    ChatTemplate, GenRequest, SamplingParams, generate, load_model_on, quantized_weights,
+};
+use crate::rng;
+
+/// Prints the continuation of `--prompt` to stdout.
+pub fn generate_text(args: &GenerateArgs) -> Result<()> {
+    let model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
+    let text = if args.chat {
+        ChatTemplate::ChatMl {
+            system: String::new(),
+        }
+        .prompt(&args.prompt)
+    } else {
+        args.prompt.clone()
+    };
+    let prompt_ids = model.tokenizer.encode(&text)?;
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        max_new_tokens: args.max_new_tokens,
+        stop: Vec::new(),
+    };
+    let request = GenRequest {
+        prompt_ids,
+        seed: rng::derive(args.seed, &[rng::hash_str("generate")]),
+    };
+    let weights = if args.quantized {
+        quantized_weights(&model, "--quantized")?
+    } else {
+        model.policy.frozen()
+    };
+    let started = Instant::now();
+    let out = generate(
+        &model.policy.config,
+        &weights,
+        &model.tokenizer,
+        &[request],
+        &params,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let g = &out[0];
+    println!("{}", g.text);
+    tracing::info!(
+        "{} new tokens in {seconds:.2} s ({:.1} tokens/s), finished by {:?}",
+        g.token_ids.len(),
+        g.token_ids.len() as f64 / seconds.max(1e-9),
+        g.finish
+    );
+    Ok(())
+}

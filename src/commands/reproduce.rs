@@ -1,0 +1,144 @@
+//! `trainer reproduce RUN`: re-runs a finished run from its own resolved recipe, with empty
+//! caches, into `RUN/reproduce/`, and reports for every artifact whether the two runs wrote the
+//! same bytes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::error::user_error;
+use crate::recipe::RecipeInput;
+use crate::run::{Manifest, RunRequest, Until};
+use crate::store::{sha256_path, trainer_version};
+
+/// The files compared, in pipeline order. `metrics.jsonl` and `eval.json` are left out: they
+/// record timings.
+pub const ARTIFACTS: [&str; 6] = [
+    "samples.jsonl",
+    "grades.jsonl",
+    "pairs.jsonl",
+    "eval_before.jsonl",
+    "final/model.safetensors",
+    "eval_after.jsonl",
+];
+
+/// One artifact of the original run and of the reproduction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub original: String,
+    pub reproduced: Option<String>,
+}
+
+impl Check {
+    pub fn identical(&self) -> bool {
+        self.reproduced.as_deref() == Some(self.original.as_str())
+    }
+}
+
+fn read_manifest(run: &Path) -> Result<Manifest> {
+    let path = run.join("manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| user_error(format!("{}: {e} (not a run folder?)", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| user_error(format!("{}: {e}", path.display())))
+}
+
+/// Refuses to start when the binary or a script is not what the run used.
+fn check_inputs(manifest: &Manifest) -> Result<()> {
+    let ours = trainer_version();
+    if manifest.trainer_version != ours {
+        return Err(user_error(format!(
+            "the run was made by {}, this is {ours}: reproduce it with that binary",
+            manifest.trainer_version
+        )));
+    }
+    for (script, recorded) in &manifest.scripts {
+        let now = sha256_path(Path::new(script))
+            .with_context(|| format!("script {script} used by the run"))?;
+        if &now != recorded {
+            return Err(user_error(format!(
+                "script {script} changed since the run (sha256 {recorded} then, {now} now)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The hashes of every artifact the original run wrote, beside the reproduction's.
+pub fn compare(original: &Path, reproduced: &Path) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    for name in ARTIFACTS {
+        let path = original.join(name);
+        if !path.is_file() {
+            continue;
+        }
+        let again = reproduced.join(name);
+        checks.push(Check {
+            name: name.to_string(),
+            original: sha256_path(&path)?,
+            reproduced: if again.is_file() {
+                Some(sha256_path(&again)?)
+            } else {
+                None
+            },
+        });
+    }
+    Ok(checks)
+}
+
+/// The `trainer reproduce` command: exit 0 when every artifact is identical, 1 otherwise.
+pub fn reproduce(run_dir: &Path) -> Result<()> {
+    let started = Instant::now();
+    let manifest = read_manifest(run_dir)?;
+    check_inputs(&manifest)?;
+    let recipe = run_dir.join("recipe.toml");
+    if !recipe.is_file() {
+        return Err(user_error(format!(
+            "{}: missing (not a run folder?)",
+            recipe.display()
+        )));
+    }
+    let out: PathBuf = run_dir.join("reproduce");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    let cache = toml::Value::String(out.join("cache").display().to_string());
+    let request = RunRequest {
+        recipe: RecipeInput {
+            config: Some(recipe),
+            sets: vec![format!("run.cache={cache}")],
+            out: Some(out.clone()),
+            ..RecipeInput::default()
+        },
+        allow_different_inputs: false,
+    };
+    crate::run::run(&request, Until::All).context("re-running the recipe")?;
+    let checks = compare(run_dir, &out)?;
+    let mut same = 0;
+    for c in &checks {
+        let verdict = if c.identical() {
+            "identical"
+        } else {
+            "DIFFERENT"
+        };
+        let again = c.reproduced.as_deref().unwrap_or("(not written)");
+        println!(
+            "{:<24} {verdict:<10} {}  {}",
+            c.name,
+            &c.original[..16],
+            &again[..16.min(again.len())]
+        );
+        same += usize::from(c.identical());
+    }
+    println!(
+        "{same} of {} artifacts identical; reproduction in {} ({:.0} s)",
+        checks.len(),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if same != checks.len() {
+        anyhow::bail!("{} artifacts differ", checks.len() - same);
+    }
+    Ok(())
+}

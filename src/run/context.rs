@@ -1,0 +1,119 @@
+//! The run context: the resolved recipe, the compiled hooks, the loaded model and the run folder,
+//! opened once per command, plus the stage timings and the end of a run (summary, marker).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::RunRequest;
+use super::folder;
+use super::keys;
+use super::summary::{RunSummary, render};
+use crate::model::{ChatTemplate, LoadedModel, check_quantizable, load_model_on};
+use crate::recipe::{Recipe, TokenizerChoice, Weighting};
+use crate::script::HookSet;
+use crate::stages::warm_start::model_path;
+use crate::store::{sha256_path, write_atomic, write_json_atomic};
+
+/// The state of a run in progress.
+pub(super) struct Run {
+    pub recipe: Recipe,
+    pub hooks: HookSet,
+    pub dir: PathBuf,
+    pub model: LoadedModel,
+    pub template: ChatTemplate,
+    pub model_sha: String,
+    pub model_path: PathBuf,
+    /// The last stage this command runs (`manifest.json`'s `until`).
+    pub until: &'static str,
+}
+
+/// Seconds spent in each stage, in order.
+#[derive(Debug, Default)]
+pub(super) struct Timings(pub Vec<(String, f64)>);
+
+impl Timings {
+    /// Runs `f` as the stage `stage`: times it and names the stage in its error.
+    pub fn time<T>(&mut self, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let out = f().with_context(|| format!("stage `{stage}`"))?;
+        self.0
+            .push((stage.to_string(), started.elapsed().as_secs_f64()));
+        Ok(out)
+    }
+}
+
+impl Run {
+    /// Resolves the recipe (checking an exported recipe's inputs), compiles the hooks, loads the
+    /// model, then opens the run folder (an unfinished one of the same command `until` and
+    /// recipe when the folder name is timestamped).
+    pub fn open(request: &RunRequest, until: &'static str) -> Result<Run> {
+        let (layered, exported) = crate::export::load_recipe(&request.recipe)?;
+        let recipe = layered.resolve()?;
+        let near = exported.as_ref().map(|e| e.plugins_near());
+        let hooks = HookSet::load_near(&recipe, near.as_deref())?;
+        if let Some(e) = &exported {
+            e.check_inputs(&recipe, request.allow_different_inputs)?;
+        }
+        for (kind, source) in hooks.describe() {
+            tracing::info!("hook {}: {source}", kind.signature());
+        }
+        let template = recipe.model.template.template(&recipe.model.system);
+        let tokenizer = match &recipe.model.tokenizer {
+            TokenizerChoice::File(p) => Some(p.clone()),
+            TokenizerChoice::FromModel => None,
+        };
+        let device = recipe.model.device.open("model.device")?;
+        let model_path = model_path(&recipe, &template)?;
+        if recipe.sampling.quantized {
+            check_quantizable(&model_path, &device, "sampling.quantized = true")?;
+        }
+        tracing::info!("loading {}", model_path.display());
+        let model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
+        let model_sha = sha256_path(&model_path)?;
+        // The run folder is made only once the model has loaded: a bad model or export leaves none.
+        let recipe_text = layered.annotated_toml()?;
+        let run_key = keys::run_key(until, &recipe_text, &hooks.host.sources());
+        let dir = folder::open_run_dir(&recipe.run, &run_key)?;
+        write_atomic(&dir.join("recipe.toml"), recipe_text.as_bytes())?;
+        folder::copy_scripts(&dir, &hooks.host.sources())?;
+        Ok(Run {
+            recipe,
+            hooks,
+            dir,
+            model,
+            template,
+            model_sha,
+            model_path,
+            until,
+        })
+    }
+
+    /// Writes `summary.json`, marks the run finished and prints the summary.
+    pub fn finish(
+        &self,
+        mut summary: RunSummary,
+        timings: Timings,
+        started: Instant,
+    ) -> Result<()> {
+        summary.run_dir = self.dir.display().to_string();
+        summary.hooks = self
+            .hooks
+            .describe()
+            .into_iter()
+            .map(|(k, v)| (k.name().to_string(), v))
+            .collect();
+        summary.weighting = match self.recipe.loss.weighting {
+            Weighting::None => "none".into(),
+            Weighting::Wpo { .. } => "wpo".into(),
+        };
+        summary.seed = self.recipe.run.seed;
+        summary.timings = timings.0;
+        summary.total_seconds = started.elapsed().as_secs_f64();
+        write_json_atomic(&self.dir.join("summary.json"), &summary)?;
+        folder::mark_finished(&self.dir)?;
+        print!("{}", render(&summary));
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! The eval stage as a run calls it: the held-out questions named by `eval.data`, the cache of
+//! greedy answers keyed by the evaluated weights' hash, and `eval_<label>.jsonl`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::context::Run;
+use super::{keys, write_jsonl};
+use crate::data::{Example, ExampleFormat, local_path, read_examples};
+use crate::recipe::{DataFormat, EvalData};
+use crate::stages::eval::{EvalResult, EvalSetup, evaluate};
+use crate::store::sha256_path;
+
+/// The eval questions and the file they came from, or `None` when the recipe names no eval data.
+pub(super) fn eval_examples(run: &Run) -> Result<Option<(PathBuf, Vec<Example>)>> {
+    let EvalData::Source(source) = &run.recipe.eval.data else {
+        return Ok(None);
+    };
+    let path = local_path(source, "eval.data", &run.recipe)?;
+    let d = &run.recipe.data;
+    let format = if d.format == DataFormat::Pairs {
+        DataFormat::Gsm8k
+    } else {
+        d.format
+    };
+    let fmt = ExampleFormat {
+        format,
+        prompt_field: &d.prompt_field,
+        gold_field: &d.gold_field,
+    };
+    let examples = read_examples(&path, &fmt, run.recipe.eval.limit, 0)?;
+    Ok(Some((path, examples)))
+}
+
+/// Evaluates the model in memory, whose weights hash to `model_sha`, on the questions read from
+/// `data` (the generations are cached under both hashes); writes `eval_<label>.jsonl`.
+pub(super) fn eval_model(
+    run: &Run,
+    (data, examples): (&PathBuf, &[Example]),
+    label: &str,
+    model_sha: &str,
+) -> Result<EvalResult> {
+    let e = &run.recipe.eval;
+    let setup = EvalSetup {
+        template: &run.template,
+        instruction: &run.recipe.data.instruction,
+        max_new_tokens: e.max_new_tokens,
+        batch_size: e.batch_size,
+        stop: &run.recipe.sampling.stop,
+    };
+    let selection = format!("{:?}", e.limit);
+    let key = keys::eval_key(model_sha, &sha256_path(data)?, &selection, &setup);
+    let cache = run
+        .recipe
+        .run
+        .cache
+        .join("eval")
+        .join(format!("{key}.jsonl"));
+    let (result, records) = evaluate(
+        &run.model,
+        &setup,
+        examples,
+        (&run.hooks.host, run.hooks.grade),
+        Some(&cache),
+        &format!("eval {label}"),
+    )?;
+    write_jsonl(&run.dir.join(format!("eval_{label}.jsonl")), &records)?;
+    tracing::info!(
+        "accuracy {label} training: {:.1}% ({}/{})",
+        100.0 * result.accuracy,
+        result.correct,
+        result.total
+    );
+    Ok(result)
+}
