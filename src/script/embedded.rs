@@ -15,6 +15,10 @@ pub const PLUGINS: &[(&str, &str)] = &[
         include_str!("../../plugins/grade/math.rhai"),
     ),
     (
+        "lib/preference.rhai",
+        include_str!("../../plugins/lib/preference.rhai"),
+    ),
+    (
         "loss/cdpo.rhai",
         include_str!("../../plugins/loss/cdpo.rhai"),
     ),

@@ -10,7 +10,8 @@ const HELPERS: &str = "fn squared_failure(stats) {\n    let f = stats.pe.to_floa
 const SCRIPT: &str = "import \"helpers\" as h;\nimport \"loss/dpop\" as dpop;\n\nfn weight(stats) { h::squared_failure(stats) }\n\nfn loss(batch) { dpop::loss(batch) }\n";
 
 /// A tiny world in `dir`: recipe, model, data, and an experiment script `exp/exp.rhai` that imports
-/// a helper beside it and a plugin (the grader is a plugin too: 4 scripts). Returns (recipe, script).
+/// a helper beside it and a plugin, which imports `lib/preference` (the grader is a plugin too: 5
+/// scripts). Returns (recipe, script).
 fn world(dir: &Path) -> (PathBuf, PathBuf) {
     let recipe = recipe(dir, "");
     write(dir, "exp/helpers.rhai", HELPERS);
@@ -35,7 +36,7 @@ fn export(recipe: &Path, script: &Path, to: &Path) {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains(": 4 scripts, inputs model.path ("),
+        stdout(&out).contains(": 5 scripts, inputs model.path ("),
         "{}",
         stdout(&out)
     );
@@ -58,7 +59,7 @@ fn run_export(cwd: &Path, exported: &Path, extra: &[&str]) -> std::process::Outp
 }
 
 fn sha(path: &Path) -> String {
-    trainer::manifest::sha256_file(path).unwrap()
+    trainer::store::sha256_file(path).unwrap()
 }
 
 #[test]

@@ -26,7 +26,7 @@ fn every_plugin_passes_check() {
 #[test]
 fn embedded_plugins_are_the_files_on_disk() {
     let mut on_disk: Vec<String> = Vec::new();
-    for dir in ["loss", "weight", "grade", "pair"] {
+    for dir in ["lib", "loss", "weight", "grade", "pair"] {
         for entry in std::fs::read_dir(root().join("plugins").join(dir)).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             on_disk.push(format!("{dir}/{name}"));
