@@ -49,7 +49,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compile a script, list its hooks, run its `test_*` functions and check a loss hook's gradient.
+    /// Compile a script, list its hooks, run its `test_*` functions and check a loss hook's gradient
+    /// (`--api`: print every function scripts can call).
     Check(CheckArgs),
     /// Print the resolved recipe as TOML, each value annotated with where it came from.
     Recipe(RecipeCmdArgs),
@@ -100,8 +101,11 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The Rhai script or plugin to check.
-    #[arg(long, value_name = "FILE")]
-    pub script: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "api")]
+    pub script: Option<PathBuf>,
+    /// Print the script API instead: every function, grouped, with a runnable example.
+    #[arg(long, conflicts_with = "script")]
+    pub api: bool,
     /// Seed of the random inputs of the gradient check.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

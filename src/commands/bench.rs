@@ -13,7 +13,7 @@ use crate::model::{
     GenRequest, LoadedModel, LoraConfig, SamplingParams, Target, Weights, generate, load_model_on,
     quantized_weights,
 };
-use crate::recipe::{HookSource, LossSpec, ScriptLimits};
+use crate::recipe::HookSource;
 use crate::rng::Rng;
 use crate::script::from_source;
 use crate::script::{HookKind, ScriptHost};
@@ -134,13 +134,14 @@ fn synthetic_pairs(n: usize, vocab: usize, seed: u64) -> Vec<TokenPair> {
 }
 
 fn bench_step(model: &LoadedModel, pairs: usize, peak: f64) -> Result<StepResult> {
-    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let defaults = crate::recipe::defaults()?;
+    let mut host = ScriptHost::new(&defaults.script, None);
     let hook = from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))?;
     let policy = &model.policy;
     let batch = synthetic_pairs(pairs, policy.config.vocab_size, 1);
     let vars: Vec<_> = policy.vars().into_iter().map(|(_, v)| v).collect();
     let mut opt = AdamW::new(vars, AdamWConfig::default())?;
-    let spec = LossSpec::default();
+    let spec = defaults.loss;
     let mut run = || -> Result<(f64, f64, f64)> {
         let t0 = Instant::now();
         let reference = forward_pairs(

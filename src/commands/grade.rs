@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cli::GradeArgs;
 use crate::data::read_jsonl;
 use crate::grade::{GradeSummary, Verdict};
-use crate::recipe::{HookSource, ScriptLimits};
+use crate::recipe::HookSource;
 use crate::script::{HookKind, ScriptHost, from_source};
 
 #[derive(Serialize)]
@@ -41,7 +41,7 @@ pub fn grade(args: &GradeArgs) -> Result<()> {
         HookSource::File(p) => Some(p.as_path()),
         HookSource::Plugin(_) => None,
     };
-    let mut host = ScriptHost::new(&ScriptLimits::default(), anchor);
+    let mut host = ScriptHost::new(&crate::recipe::defaults()?.script, anchor);
     let hook = from_source(&mut host, HookKind::Grade, &source)?;
     let mut summary = GradeSummary::default();
     for l in read_jsonl(&args.input)? {

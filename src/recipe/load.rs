@@ -74,15 +74,29 @@ pub fn load(input: &RecipeInput) -> Result<Layered> {
     }
 }
 
-fn build_figment(input: &RecipeInput) -> Result<Figment> {
+/// The built-in defaults alone (no file, environment or flag), resolved: the one place the
+/// program's default values come from.
+pub fn defaults() -> Result<super::Recipe> {
+    let figment = defaults_figment()?;
+    match figment.extract::<RawRecipe>() {
+        Ok(raw) => Layered { raw, figment }.resolve(),
+        Err(err) => Err(explain(&figment, err)),
+    }
+}
+
+fn defaults_figment() -> Result<Figment> {
     let defaults = Toml::string(DEFAULT_TOML)
         .data()
         .map_err(|e| anyhow::anyhow!("the built-in default recipe does not parse: {e}"))?;
     let defaults = defaults.get(&Profile::Default).cloned().unwrap_or_default();
-    let mut figment = Figment::from(Layer {
+    Ok(Figment::from(Layer {
         name: "default".into(),
         dict: defaults,
-    });
+    }))
+}
+
+fn build_figment(input: &RecipeInput) -> Result<Figment> {
+    let mut figment = defaults_figment()?;
     if let Some(path) = &input.config {
         let mut table = check_config_file(path)?;
         if table.remove(EXPORT_TABLE).is_some() {
@@ -278,4 +292,14 @@ fn explain(figment: &Figment, err: figment::Error) -> anyhow::Error {
         other => other.to_string(),
     };
     user_error(format!("recipe key `{key}` (from {source}): {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_built_in_defaults_resolve_without_any_layer() {
+        let recipe = super::defaults().expect("configs/default.toml resolves on its own");
+        assert_eq!(recipe.script.max_operations, 50_000_000);
+        assert!(recipe.loss.beta > 0.0);
+    }
 }

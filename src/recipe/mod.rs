@@ -1,6 +1,7 @@
 //! The recipe: layered TOML (defaults < `--config` < `TRAINER_*` env < `--set`) read once, resolved
 //! once into typed per-stage specs.
 
+mod keyed;
 mod load;
 mod openai;
 mod resolve;
@@ -9,7 +10,8 @@ mod show;
 mod spec;
 
 pub use load::{
-    DEFAULT_TOML, EXPORT_TABLE, Layered, Override, RecipeInput, describe_source, load, toml_error,
+    DEFAULT_TOML, EXPORT_TABLE, Layered, Override, RecipeInput, defaults, describe_source, load,
+    toml_error,
 };
 pub use resolve::{LOSS_BATCH_FIELDS, WEIGHT_STATS_FIELDS};
 pub use schema::RawRecipe;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::resolve::Ctx;
+use super::keyed::Ctx;
 use super::schema::{RawOpenAi, RawSampling};
 use super::spec::{ApiKey, OpenAiApi, OpenAiSpec, SamplingBackend, ServedModel};
 

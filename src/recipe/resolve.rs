@@ -1,17 +1,14 @@
 //! Validates the merged recipe and converts it into the typed specs of `spec.rs`. Every error names
 //! the key and the layer its value came from.
 
-use std::collections::BTreeMap;
-use std::fmt::Display;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use figment::Figment;
 
-use super::load::{Layered, describe_source};
+use super::keyed::Ctx;
+use super::load::Layered;
 use super::schema::*;
 use super::spec::*;
-use crate::error::user_error;
 
 /// Names a loss hook sees in its batch map; `[loss.params]` may not reuse them.
 pub const LOSS_BATCH_FIELDS: &[&str] = &[
@@ -35,91 +32,6 @@ pub const LOSS_BATCH_FIELDS: &[&str] = &[
 /// Names a weight hook sees in its stats map; `[weight.params]` may not reuse them.
 pub const WEIGHT_STATS_FIELDS: &[&str] =
     &["n", "pc", "pe", "invalid", "answers", "alpha", "eps", "id"];
-
-/// Builds error messages that name a key and its source.
-pub(super) struct Ctx<'a> {
-    figment: &'a Figment,
-}
-
-impl Ctx<'_> {
-    pub(super) fn bad(&self, key: &str, why: impl Display) -> anyhow::Error {
-        let source = describe_source(self.figment, key);
-        user_error(format!("recipe key `{key}` (from {source}): {why}"))
-    }
-
-    fn positive(&self, key: &str, v: f64) -> Result<f64> {
-        if v.is_finite() && v > 0.0 {
-            Ok(v)
-        } else {
-            Err(self.bad(key, format!("must be a finite number > 0, got {v}")))
-        }
-    }
-
-    fn non_negative(&self, key: &str, v: f64) -> Result<f64> {
-        if v.is_finite() && v >= 0.0 {
-            Ok(v)
-        } else {
-            Err(self.bad(key, format!("must be a finite number >= 0, got {v}")))
-        }
-    }
-
-    fn in_range(&self, key: &str, v: f64, lo: f64, hi: f64) -> Result<f64> {
-        if v.is_finite() && v >= lo && v <= hi {
-            Ok(v)
-        } else {
-            Err(self.bad(key, format!("must be in [{lo}, {hi}], got {v}")))
-        }
-    }
-
-    pub(super) fn at_least_one(&self, key: &str, v: usize) -> Result<usize> {
-        if v >= 1 {
-            Ok(v)
-        } else {
-            Err(self.bad(key, "must be at least 1"))
-        }
-    }
-
-    pub(super) fn choice<T: Copy>(&self, key: &str, v: &str, options: &[(&str, T)]) -> Result<T> {
-        options
-            .iter()
-            .find(|(name, _)| *name == v)
-            .map(|(_, t)| *t)
-            .ok_or_else(|| {
-                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-                self.bad(key, format!("`{v}` is not one of: {}", names.join(", ")))
-            })
-    }
-
-    fn params(
-        &self,
-        section: &str,
-        params: &BTreeMap<String, f64>,
-        reserved: &[&str],
-    ) -> Result<BTreeMap<String, f64>> {
-        for (name, value) in params {
-            let key = format!("{section}.params.{name}");
-            if reserved.contains(&name.as_str()) {
-                return Err(self.bad(
-                    &key,
-                    format!("`{name}` is a built-in name; use it directly"),
-                ));
-            }
-            if !is_identifier(name) {
-                return Err(self.bad(&key, "a parameter name must be a Rhai identifier"));
-            }
-            if !value.is_finite() {
-                return Err(self.bad(&key, format!("must be finite, got {value}")));
-            }
-        }
-        Ok(params.clone())
-    }
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 /// `a.rhai` (or any path with a separator) is a file; a bare word is a plugin name.
 fn hook_source(value: &str) -> HookSource {

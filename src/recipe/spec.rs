@@ -59,19 +59,6 @@ pub struct ScriptLimits {
     pub max_map_size: usize,
 }
 
-impl Default for ScriptLimits {
-    fn default() -> Self {
-        Self {
-            max_operations: 50_000_000,
-            max_call_depth: 64,
-            max_expr_depth: 128,
-            max_string_size: 1_000_000,
-            max_array_size: 100_000,
-            max_map_size: 10_000,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelSource {
     Builtin(String),
@@ -356,22 +343,6 @@ impl LossSpec {
                 .map(|(k, v)| (k.clone(), HookParam::Float(*v))),
         );
         out
-    }
-}
-
-impl Default for LossSpec {
-    fn default() -> Self {
-        Self {
-            hook: HookSource::Plugin("dpop".into()),
-            beta: 0.1,
-            gamma: 0.5,
-            lambda: 50.0,
-            label_smoothing: 0.0,
-            alpha: 1.0,
-            placement: WeightPlacement::Inside,
-            weighting: Weighting::None,
-            params: BTreeMap::new(),
-        }
     }
 }
 

@@ -19,8 +19,8 @@ pub fn parse_error(err: &ParseError, file: &str) -> anyhow::Error {
 /// A runtime error raised while running `file` (or a module it imports), located at its innermost
 /// cause and naming the script function it happened in.
 ///
-/// `called` is the function the host called from Rust, if any: positions outside every script
-/// function frame then refer to the host's call expression, not to the file, and are dropped.
+/// `called` is the function the host called from Rust, if any; it is named when the error
+/// happened in its own body.
 pub fn eval_error(
     err: &EvalAltResult,
     file: &str,
@@ -67,14 +67,15 @@ fn describe(
     {
         file = importer;
     }
-    let pos = cur.position();
-    let position_is_in_file = !(called.is_some() && functions.is_empty());
+    // `call_fn` strips the frame of the function the host called: an error in its own body
+    // comes without one, located in `file`.
     if let (Some(name), true) = (called, functions.is_empty()) {
         functions.push(name.to_string());
     }
-    let place = match (pos.line(), pos.position(), position_is_in_file) {
-        (Some(line), Some(col), true) => format!("{file}:{line}:{col}"),
-        (Some(line), None, true) => format!("{file}:{line}"),
+    let pos = cur.position();
+    let place = match (pos.line(), pos.position()) {
+        (Some(line), Some(col)) => format!("{file}:{line}:{col}"),
+        (Some(line), None) => format!("{file}:{line}"),
         _ => file,
     };
     let what = explain(cur, limits);

@@ -1,15 +1,14 @@
 //! The script host: one sandboxed Rhai engine per run. Scripts are compiled once into modules and
-//! their functions are called many times through small precompiled call expressions.
+//! their functions are called many times, directly on the kept AST of each module.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use rhai::{AST, Dynamic, Engine, Module, Scope};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, FnPtr, Module, Scope};
 
 use super::errors;
-use super::resolver::{ImportRoots, PluginDir, ScopedResolver};
+use super::resolver::{ImportRoots, PluginDir, ScopedResolver, display_path};
 use super::{api, embedded};
 use crate::error::user_error;
 use crate::recipe::ScriptLimits;
@@ -29,6 +28,9 @@ struct Unit {
     file: String,
     text: String,
     functions: Vec<FnInfo>,
+    /// The evaluated module as an AST of functions only: its functions keep the imports of the
+    /// script's top level, which ran once.
+    ast: AST,
 }
 
 /// The sandboxed engine and every script compiled into it.
@@ -39,7 +41,6 @@ pub struct ScriptHost {
     plugins: PluginDir,
     units: Vec<Unit>,
     imported: Arc<Mutex<Vec<(String, String)>>>,
-    calls: Mutex<HashMap<(UnitId, String), Arc<AST>>>,
 }
 
 impl ScriptHost {
@@ -67,7 +68,7 @@ impl ScriptHost {
             roots.clone(),
             imported.clone(),
         ));
-        api::register(&mut engine);
+        api::install(&mut engine);
         Self {
             engine,
             limits: limits.clone(),
@@ -75,7 +76,6 @@ impl ScriptHost {
             plugins,
             units: Vec::new(),
             imported,
-            calls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -141,12 +141,13 @@ impl ScriptHost {
         let module = Module::eval_ast_as_new(Scope::new(), &ast, &self.engine)
             .map_err(|e| errors::eval_error(&e, &name, &self.limits, None))?;
         let id = UnitId(self.units.len());
-        self.engine
-            .register_static_module(module_name(id), module.into());
+        let mut ast = AST::new_from_module(module);
+        ast.set_source(name.as_str());
         self.units.push(Unit {
             file: name,
             text: text.to_string(),
             functions,
+            ast,
         });
         Ok(id)
     }
@@ -199,46 +200,15 @@ impl ScriptHost {
     /// Calls `function` of `unit` with `args`; script errors become user errors naming the file,
     /// line and function.
     pub fn call(&self, unit: UnitId, function: &str, args: Vec<Dynamic>) -> Result<Dynamic> {
-        let ast = self.call_ast(unit, function, args.len())?;
-        let mut scope = Scope::new();
-        for (i, arg) in args.into_iter().enumerate() {
-            scope.push_dynamic(format!("__a{i}"), arg);
-        }
-        self.engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
-            .map_err(|e| errors::eval_error(&e, self.file(unit), &self.limits, Some(function)))
+        let located = |e: &EvalAltResult| {
+            errors::eval_error(e, self.file(unit), &self.limits, Some(function))
+        };
+        // A plain `call_fn` would drop the imports each function of the module keeps; a call
+        // through a function pointer resolves the function with them.
+        FnPtr::new(function)
+            .and_then(|f| f.call::<Dynamic>(&self.engine, &self.units[unit.0].ast, args))
+            .map_err(|e| located(&e))
     }
-
-    fn call_ast(&self, unit: UnitId, function: &str, arity: usize) -> Result<Arc<AST>> {
-        let key = (unit, format!("{function}/{arity}"));
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ast) = calls.get(&key) {
-            return Ok(ast.clone());
-        }
-        let args: Vec<String> = (0..arity).map(|i| format!("__a{i}")).collect();
-        let text = format!("{}::{function}({})", module_name(unit), args.join(", "));
-        let ast = Arc::new(
-            self.engine
-                .compile_expression(&text)
-                .map_err(|e| anyhow::anyhow!("internal: cannot compile call `{text}`: {e}"))?,
-        );
-        calls.insert(key, ast.clone());
-        Ok(ast)
-    }
-}
-
-/// `path` relative to the working folder when it lies below it.
-pub(crate) fn display_path(path: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(cwd).ok())
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
-
-fn module_name(id: UnitId) -> String {
-    format!("__unit{}", id.0)
 }
 
 fn unknown_plugin(dir: &str, name: &str, available: &[String]) -> anyhow::Error {

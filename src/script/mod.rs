@@ -13,6 +13,7 @@ mod loss_batch;
 mod resolver;
 mod tensor;
 
+pub use api::reference as api_reference;
 pub use check::{CheckReport, GRAD_TOLERANCE, GradCheck, TestOutcome, run_check};
 pub use embedded::{PLUGINS, plugin_names};
 pub use hooks::{HookKind, HookRef, PairPick, Picked};

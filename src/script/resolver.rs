@@ -140,7 +140,7 @@ impl ScopedResolver {
         let text = std::fs::read_to_string(&canon)
             .map_err(|e| format!("import \"{path}\": cannot read {}: {e}", canon.display()))?;
         Ok(ModuleSource {
-            name: super::host::display_path(&canon),
+            name: display_path(&canon),
             text,
         })
     }
@@ -218,4 +218,14 @@ impl ModuleResolver for ScopedResolver {
             .push((found.name.clone(), found.text.clone()));
         Ok(module)
     }
+}
+
+/// `path` relative to the working folder when it lies below it.
+pub(crate) fn display_path(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

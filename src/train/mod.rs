@@ -6,6 +6,7 @@ mod batch;
 mod checkpoint;
 mod clip;
 mod loss;
+mod metrics;
 mod optim;
 mod schedule;
 mod state;
@@ -16,6 +17,7 @@ pub use batch::{PairForward, TokenPair, forward_pairs, loss_inputs, pack_pairs, 
 pub use checkpoint::{save_checkpoint, save_checkpoint_with};
 pub use clip::{clip_scale, grad_norm};
 pub use loss::{reduce, weighted_per_pair, wpo_weight};
+pub use metrics::StepMetrics;
 pub use optim::{AdamW, AdamWConfig, Moments};
 pub use schedule::LrSchedule;
 pub use state::{OPTIMIZER_FILE, STATE_FILE, TrainState};
@@ -23,4 +25,4 @@ pub use step::{
     LossFn, StepBatch, StepLoss, StepOutput, add_grads, backward, forward_backward, step_loss,
     values,
 };
-pub use trainer::{StepMetrics, TrainOutputs, TrainPair, Trainer, plan_steps};
+pub use trainer::{TrainOutputs, TrainPair, Trainer, plan_steps};

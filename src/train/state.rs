@@ -12,8 +12,8 @@ use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::metrics::StepMetrics;
 use super::optim::{AdamW, Moments};
-use super::trainer::StepMetrics;
 use crate::model::LoadedModel;
 use crate::store::{write_atomic_with, write_json_atomic};
 

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
 
 use super::batch::TokenPair;
 use super::checkpoint::save_checkpoint_with;
+use super::metrics::{StepMetrics, write_metrics};
 use super::schedule::LrSchedule;
 use super::state::{self, TrainState, write_state};
 use super::step::{LossFn, StepBatch, add_grads, forward_backward};
@@ -20,7 +20,7 @@ use crate::recipe::{Limit, LossSpec, TrainSpec};
 use crate::rng::{self, Rng};
 use crate::script::{HookRef, ScriptHost};
 use crate::store::JsonlLog;
-use crate::store::{remove_dir_atomic, write_atomic};
+use crate::store::remove_dir_atomic;
 
 /// A pair ready for training.
 #[derive(Debug, Clone)]
@@ -30,25 +30,6 @@ pub struct TrainPair {
     pub ref_chosen: f64,
     pub ref_rejected: f64,
     pub weight: f64,
-}
-
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepMetrics {
-    pub step: usize,
-    pub epoch: usize,
-    pub loss: f64,
-    /// Mean of `chosen_reward − rejected_reward`.
-    pub margin: f64,
-    /// Mean of `β·(log π(y_w) − log π_ref(y_w))`.
-    pub chosen_reward: f64,
-    pub rejected_reward: f64,
-    /// Fraction of pairs with a positive margin.
-    pub reward_accuracy: f64,
-    pub weight_mean: f64,
-    pub grad_norm: f64,
-    pub lr: f64,
-    pub tokens_per_s: f64,
 }
 
 /// Where the loop writes.
@@ -88,16 +69,6 @@ pub fn plan_steps(n: usize, spec: &TrainSpec, seed: u64) -> Vec<(usize, Vec<Vec<
         steps.truncate(max);
     }
     steps
-}
-
-/// Rewrites `metrics.jsonl` with the steps already done (none for a fresh start).
-fn write_metrics(path: &std::path::Path, metrics: &[StepMetrics]) -> Result<()> {
-    let mut text = String::new();
-    for m in metrics {
-        text.push_str(&serde_json::to_string(m)?);
-        text.push('\n');
-    }
-    write_atomic(path, text.as_bytes())
 }
 
 impl Trainer<'_> {

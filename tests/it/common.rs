@@ -100,3 +100,29 @@ pub fn test_device() -> candle_core::Device {
         .open("TRAINER_TEST_DEVICE")
         .expect("the test device opens")
 }
+
+/// The script limits of the built-in default recipe.
+pub fn limits() -> trainer::recipe::ScriptLimits {
+    trainer::recipe::defaults()
+        .expect("the built-in recipe resolves")
+        .script
+}
+
+/// The `[loss]` section the PyTorch/TRL fixtures were computed with
+/// (`../shared/fixtures/smollm2_dpo_reference.json`: β 0.1, SimPO γ 0.5, DPOP λ 50, no label
+/// smoothing, α 1, weight inside the margin, no WPO), on the dpop plugin; pinned here rather than
+/// taken from `configs/default.toml`, whose values a tuned default may change.
+pub fn fixture_loss() -> trainer::recipe::LossSpec {
+    use trainer::recipe::{HookSource, WeightPlacement, Weighting};
+    trainer::recipe::LossSpec {
+        hook: HookSource::Plugin("dpop".into()),
+        beta: 0.1,
+        gamma: 0.5,
+        lambda: 50.0,
+        label_smoothing: 0.0,
+        alpha: 1.0,
+        placement: WeightPlacement::Inside,
+        weighting: Weighting::None,
+        params: Default::default(),
+    }
+}

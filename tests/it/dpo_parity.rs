@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use trainer::commands::score::{ScoreReport, score_hook, score_pairs};
 use trainer::data::{PairRecord, read_pairs};
 use trainer::model::{LoadedModel, load_model_on};
-use trainer::recipe::{HookSource, LossSpec, ScriptLimits, WeightPlacement, Weighting};
+use trainer::recipe::{HookSource, LossSpec, WeightPlacement, Weighting};
 use trainer::script::{HookRef, ScriptHost};
 use trainer::train::LossFn;
 
@@ -47,7 +47,7 @@ fn loss_fn<'a>(host: &'a ScriptHost, hook: HookRef, spec: &'a LossSpec) -> LossF
 }
 
 fn run(s: &Setup, plugin: &str, spec: LossSpec, weights: Option<&[f64]>) -> ScoreReport {
-    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let mut host = ScriptHost::new(&crate::common::limits(), None);
     let hook = score_hook(
         &mut host,
         None,
@@ -75,7 +75,7 @@ fn assert_rel(actual: f64, expected: f64, tol: f64, what: &str) {
 #[test]
 fn log_probs_token_counts_and_wpo_means_match_trl() {
     let Some(s) = setup() else { return };
-    let report = run(s, "dpo", LossSpec::default(), None);
+    let report = run(s, "dpo", crate::common::fixture_loss(), None);
     let fx = &s.fixture;
     for (side, rows) in [("chosen", 0), ("rejected", 1)] {
         let logps = floats(&fx["logps"][side]);
@@ -102,7 +102,7 @@ fn log_probs_token_counts_and_wpo_means_match_trl() {
 fn variants() -> Vec<(&'static str, &'static str, LossSpec, Option<Vec<f64>>)> {
     let base = LossSpec {
         beta: 0.1,
-        ..LossSpec::default()
+        ..crate::common::fixture_loss()
     };
     let weights = vec![1.0, 1.5, 2.25];
     vec![
@@ -236,7 +236,7 @@ fn one_adamw_step_matches_pytorch() {
     let model = load_model_on(&path, None, &test_device()).unwrap();
     let pairs = read_pairs(&shared().unwrap().join("fixtures/pairs3.jsonl")).unwrap();
     let after = &fixture["after_one_adamw_step"];
-    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let mut host = ScriptHost::new(&crate::common::limits(), None);
     let hook = score_hook(
         &mut host,
         None,
@@ -246,7 +246,7 @@ fn one_adamw_step_matches_pytorch() {
     .unwrap();
     let spec = LossSpec {
         beta: 0.1,
-        ..LossSpec::default()
+        ..crate::common::fixture_loss()
     };
     let before = score_pairs(&model, &pairs, loss_fn(&host, hook, &spec), false, 512).unwrap();
     let vars: Vec<_> = model.policy.vars().into_iter().map(|(_, v)| v).collect();

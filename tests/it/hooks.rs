@@ -4,7 +4,6 @@
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use trainer::grade::Verdict;
-use trainer::recipe::{LossSpec, ScriptLimits};
 use trainer::script::LossInputs;
 use trainer::script::{HookKind, Picked, ScriptHost};
 
@@ -13,7 +12,7 @@ use crate::common::write;
 fn host_with(text: &str) -> (tempfile::TempDir, ScriptHost, trainer::script::UnitId) {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "hook.rhai", text);
-    let mut host = ScriptHost::new(&ScriptLimits::default(), Some(&path));
+    let mut host = ScriptHost::new(&crate::common::limits(), Some(&path));
     let unit = host.load_file(&path).unwrap();
     (dir, host, unit)
 }
@@ -178,8 +177,12 @@ fn loss_hook_must_return_a_tensor_of_the_right_shape() {
     let hook = host.require_hook(unit, HookKind::Loss).unwrap();
     let msg = format!(
         "{:#}",
-        host.call_loss(hook, &batch(3), &LossSpec::default().hook_params())
-            .unwrap_err()
+        host.call_loss(
+            hook,
+            &batch(3),
+            &crate::common::fixture_loss().hook_params()
+        )
+        .unwrap_err()
     );
     assert!(msg.contains("expected a Tensor"), "{msg}");
 
@@ -187,8 +190,12 @@ fn loss_hook_must_return_a_tensor_of_the_right_shape() {
     let hook = host.require_hook(unit, HookKind::Loss).unwrap();
     let msg = format!(
         "{:#}",
-        host.call_loss(hook, &batch(3), &LossSpec::default().hook_params())
-            .unwrap_err()
+        host.call_loss(
+            hook,
+            &batch(3),
+            &crate::common::fixture_loss().hook_params()
+        )
+        .unwrap_err()
     );
     assert!(msg.contains("shape [2]") && msg.contains("[3]"), "{msg}");
 }

@@ -2,7 +2,7 @@
 //! weight placements.
 
 use candle_core::{DType, Device, Tensor, Var};
-use trainer::recipe::{HookSource, LossSpec, ScriptLimits, WeightPlacement};
+use trainer::recipe::{HookSource, LossSpec, WeightPlacement};
 use trainer::script::{HookKind, ScriptHost};
 use trainer::script::{LossInputs, LossOutput};
 
@@ -203,13 +203,13 @@ fn spec(placement: WeightPlacement) -> LossSpec {
         label_smoothing: 0.15,
         alpha: 0.8,
         placement,
-        ..LossSpec::default()
+        ..crate::common::fixture_loss()
     }
 }
 
 /// Runs plugin `name` on `pairs()` and compares value and gradient with `closed`.
 fn assert_plugin_matches(name: &str, closed: Closed) {
-    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let mut host = ScriptHost::new(&crate::common::limits(), None);
     let hook =
         trainer::script::from_source(&mut host, HookKind::Loss, &HookSource::Plugin(name.into()))
             .unwrap();
@@ -318,7 +318,7 @@ fn rpo_matches_closed_form() {
 fn log_sigmoid_gradient_is_one_half_beta_at_zero_margin() {
     // ../shared/fixtures/smollm2_dpo_reference.json: the model is its own reference, so every
     // margin is exactly 0 and DPO's gradient must be −β/2 per pair, not 0 (a kink artefact).
-    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let mut host = ScriptHost::new(&crate::common::limits(), None);
     let hook =
         trainer::script::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
             .unwrap();
@@ -336,7 +336,7 @@ fn log_sigmoid_gradient_is_one_half_beta_at_zero_margin() {
         chosen_wpo: ones.clone(),
         rejected_wpo: ones,
     };
-    let s = LossSpec::default();
+    let s = crate::common::fixture_loss();
     let LossOutput::PerPair(l) = host.call_loss(hook, &inputs, &s.hook_params()).unwrap() else {
         panic!()
     };

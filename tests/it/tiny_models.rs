@@ -4,7 +4,7 @@
 use candle_core::DType;
 use candle_nn::Optimizer;
 use trainer::model::{Arch, ModelConfig, random_policy};
-use trainer::recipe::{HookSource, LossSpec, ScriptLimits};
+use trainer::recipe::HookSource;
 use trainer::rng::Rng;
 use trainer::script::{HookKind, ScriptHost};
 use trainer::train::reduce;
@@ -50,11 +50,11 @@ fn trains(arch: Arch) {
     let cfg = tiny(arch);
     let policy = random_policy(&cfg, 7).unwrap();
     let pairs = random_pairs(4, 11);
-    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let mut host = ScriptHost::new(&crate::common::limits(), None);
     let hook =
         trainer::script::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
             .unwrap();
-    let spec = LossSpec::default();
+    let spec = crate::common::fixture_loss();
     let reference = forward_pairs(&cfg, &policy.frozen(), &pairs, 0).unwrap();
     let ref_c: Vec<f64> = reference
         .chosen_logps

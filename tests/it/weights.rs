@@ -1,7 +1,7 @@
 //! The plug-and-play weight formula (arXiv 2412.20996) on a table of (Pc, Pe, N, α, ε).
 
 use serde::Serialize;
-use trainer::recipe::{HookParam, HookSource, ScriptLimits};
+use trainer::recipe::{HookParam, HookSource};
 use trainer::script::{HookKind, ScriptHost};
 
 #[derive(Serialize)]
@@ -14,7 +14,7 @@ struct Stats {
 }
 
 fn weight_of(plugin: &str, pc: i64, pe: i64, n: i64, alpha: f64, eps: f64) -> f64 {
-    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let mut host = ScriptHost::new(&crate::common::limits(), None);
     let hook = trainer::script::from_source(
         &mut host,
         HookKind::Weight,

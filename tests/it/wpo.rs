@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Tensor};
 use trainer::model::{Arch, ModelConfig, random_policy};
-use trainer::recipe::{HookSource, LossSpec, ScriptLimits, Weighting};
+use trainer::recipe::{HookSource, LossSpec, Weighting};
 use trainer::rng::Rng;
 use trainer::script::LossOutput;
 use trainer::script::{HookKind, ScriptHost};
@@ -58,13 +58,13 @@ fn wpo_weights_are_detached() {
             rejected: ids(4 - i),
         })
         .collect();
-    let mut host = ScriptHost::new(&ScriptLimits::default(), None);
+    let mut host = ScriptHost::new(&crate::common::limits(), None);
     let hook =
         trainer::script::from_source(&mut host, HookKind::Loss, &HookSource::Plugin("dpo".into()))
             .unwrap();
     let spec = LossSpec {
         weighting: Weighting::Wpo { clamp: false },
-        ..LossSpec::default()
+        ..crate::common::fixture_loss()
     };
     let refs = [-20.0, -25.0, -18.0];
     let refs_r = [-22.0, -19.0, -24.0];
@@ -94,7 +94,7 @@ fn wpo_weights_are_detached() {
         "{w:?}"
     );
     // each pair alone, its gradient scaled by its (constant) weight
-    let plain = LossSpec::default();
+    let plain = crate::common::fixture_loss();
     let mut summed: Vec<Option<Tensor>> = vec![None; vars.len()];
     for (i, p) in pairs.iter().enumerate() {
         let f = forward_pairs(&cfg, policy.weights(), std::slice::from_ref(p), 0).unwrap();
