@@ -24,6 +24,29 @@ fn every_plugin_passes_check() {
 }
 
 #[test]
+fn check_api_lists_every_group_of_script_functions_with_its_example() {
+    let out = trainer(&["check", "--api"], &[]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    for group in [
+        "## Arithmetic",
+        "## Element-wise functions",
+        "## Assertions",
+        "## Graders",
+    ] {
+        assert!(text.contains(group), "no `{group}` in:\n{text}");
+    }
+    assert!(text.contains("log_sigmoid, softplus"), "{text}");
+    assert!(text.contains("    fn grade(response, example)"), "{text}");
+    let both = trainer(&["check", "--api", "--script", "scripts/squared.rhai"], &[]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--api with --script is refused"
+    );
+}
+
+#[test]
 fn embedded_plugins_are_the_files_on_disk() {
     let mut on_disk: Vec<String> = Vec::new();
     for dir in ["lib", "loss", "weight", "grade", "pair"] {
