@@ -31,7 +31,8 @@ pub fn eval_error(
     user_error(describe(err, file, limits, called))
 }
 
-/// Marks an error raised by the import resolver, so that it is located in the importing file.
+/// An error raised by the import resolver; it is located at the `import` statement, in the file
+/// that holds it.
 #[derive(Debug, Clone)]
 pub struct ImportFailure(pub String);
 
@@ -42,7 +43,6 @@ fn describe(
     called: Option<&str>,
 ) -> String {
     let mut file = file.to_string();
-    let mut importer = file.clone();
     let mut functions: Vec<String> = Vec::new();
     let mut cur = err;
     loop {
@@ -55,17 +55,11 @@ fn describe(
                 cur = inner;
             }
             EvalAltResult::ErrorInModule(path, inner, _) => {
-                importer = file.clone();
                 file = path.clone();
                 cur = inner;
             }
             _ => break,
         }
-    }
-    if let EvalAltResult::ErrorRuntime(value, _) = cur
-        && value.is::<ImportFailure>()
-    {
-        file = importer;
     }
     // `call_fn` strips the frame of the function the host called: an error in its own body
     // comes without one, located in `file`.

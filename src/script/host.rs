@@ -8,7 +8,9 @@ use anyhow::Result;
 use rhai::{AST, Dynamic, Engine, EvalAltResult, FnPtr, Module, Scope};
 
 use super::errors;
-use super::resolver::{ImportRoots, PluginDir, ScopedResolver, display_path};
+use super::resolver::{
+    ImportRoots, Loading, PluginDir, ScopedResolver, display_path, file_identity,
+};
 use super::{api, embedded};
 use crate::error::user_error;
 use crate::recipe::ScriptLimits;
@@ -41,6 +43,7 @@ pub struct ScriptHost {
     plugins: PluginDir,
     units: Vec<Unit>,
     imported: Arc<Mutex<Vec<(String, String)>>>,
+    loading: Arc<Loading>,
 }
 
 impl ScriptHost {
@@ -63,10 +66,12 @@ impl ScriptHost {
             tracing::debug!(target: "script", "{}:{pos}: {text}", source.unwrap_or("script"))
         });
         let imported = Arc::new(Mutex::new(Vec::new()));
+        let loading = Arc::new(Loading::default());
         engine.set_module_resolver(ScopedResolver::new(
             plugins.clone(),
             roots.clone(),
             imported.clone(),
+            loading.clone(),
         ));
         api::install(&mut engine);
         Self {
@@ -76,6 +81,7 @@ impl ScriptHost {
             plugins,
             units: Vec::new(),
             imported,
+            loading,
         }
     }
 
@@ -102,7 +108,7 @@ impl ScriptHost {
             };
             self.roots.allow(folder);
         }
-        self.load_text(name, &text)
+        self.load_text(name, &file_identity(path), &text)
     }
 
     /// Compiles `plugins/<dir>/<name>.rhai` (from disk, or the copy built into the binary).
@@ -118,14 +124,17 @@ impl ScriptHost {
             PluginDir::Embedded => {
                 let key = format!("{dir}/{name}.rhai");
                 match embedded::plugin_text(&key) {
-                    Some(text) => self.load_text(format!("plugins/{key}"), text),
+                    Some(text) => {
+                        let name = format!("plugins/{key}");
+                        self.load_text(name.clone(), &name, text)
+                    }
                     None => Err(unknown_plugin(dir, name, &embedded::plugin_names(dir))),
                 }
             }
         }
     }
 
-    fn load_text(&mut self, name: String, text: &str) -> Result<UnitId> {
+    fn load_text(&mut self, name: String, identity: &str, text: &str) -> Result<UnitId> {
         let mut ast = self
             .engine
             .compile(text)
@@ -138,8 +147,10 @@ impl ScriptHost {
                 params: f.params.iter().map(|p| p.to_string()).collect(),
             })
             .collect();
-        let module = Module::eval_ast_as_new(Scope::new(), &ast, &self.engine)
-            .map_err(|e| errors::eval_error(&e, &name, &self.limits, None))?;
+        self.loading.enter(identity, &name).map_err(user_error)?;
+        let evaluated = Module::eval_ast_as_new(Scope::new(), &ast, &self.engine);
+        self.loading.leave(identity);
+        let module = evaluated.map_err(|e| errors::eval_error(&e, &name, &self.limits, None))?;
         let id = UnitId(self.units.len());
         let mut ast = AST::new_from_module(module);
         ast.set_source(name.as_str());

@@ -37,10 +37,46 @@ impl PluginDir {
     }
 }
 
-/// The source text of a module and the name errors should use for it.
+/// The source text of a module, the name errors should use for it, and what identifies it
+/// (its canonical path, or `plugins/<key>` for an embedded plugin).
 pub struct ModuleSource {
     pub name: String,
     pub text: String,
+    pub identity: String,
+}
+
+/// The modules being loaded right now, outermost first, as (identity, name): an import of one of
+/// them is a circle (Rhai would recurse until the stack overflows).
+#[derive(Default)]
+pub struct Loading(Mutex<Vec<(String, String)>>);
+
+impl Loading {
+    /// Marks `identity` as being loaded, or says which circle importing it would close.
+    pub fn enter(&self, identity: &str, name: &str) -> Result<(), String> {
+        let mut stack = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = stack.iter().position(|(id, _)| id == identity) {
+            let mut chain: Vec<&str> = stack[i..].iter().map(|(_, n)| n.as_str()).collect();
+            chain.push(name);
+            return Err(format!("circular import: {}", chain.join(" imports ")));
+        }
+        stack.push((identity.to_string(), name.to_string()));
+        Ok(())
+    }
+
+    pub fn leave(&self, identity: &str) {
+        let mut stack = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = stack.iter().rposition(|(id, _)| id == identity) {
+            stack.remove(i);
+        }
+    }
+}
+
+/// What identifies a script file: its canonical path (the path itself when it cannot be resolved).
+pub fn file_identity(path: &Path) -> String {
+    path.canonicalize()
+        .unwrap_or_else(|_| path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// State shared between the host and the engine's resolver.
@@ -73,6 +109,8 @@ pub struct ScopedResolver {
     cache: Mutex<HashMap<String, SharedModule>>,
     /// Every module imported so far: (name, source text), shared with the host.
     pub imported: Arc<Mutex<Vec<(String, String)>>>,
+    /// The modules being loaded, shared with the host.
+    pub loading: Arc<Loading>,
 }
 
 impl ScopedResolver {
@@ -80,12 +118,14 @@ impl ScopedResolver {
         plugins: PluginDir,
         roots: Arc<ImportRoots>,
         imported: Arc<Mutex<Vec<(String, String)>>>,
+        loading: Arc<Loading>,
     ) -> Self {
         Self {
             plugins,
             roots,
             cache: Mutex::new(HashMap::new()),
             imported,
+            loading,
         }
     }
 
@@ -116,6 +156,7 @@ impl ScopedResolver {
                 if let Some(text) = embedded::plugin_text(&key) {
                     return Ok(ModuleSource {
                         name: format!("plugins/{key}"),
+                        identity: format!("plugins/{key}"),
                         text: text.to_string(),
                     });
                 }
@@ -141,6 +182,7 @@ impl ScopedResolver {
             .map_err(|e| format!("import \"{path}\": cannot read {}: {e}", canon.display()))?;
         Ok(ModuleSource {
             name: display_path(&canon),
+            identity: canon.to_string_lossy().into_owned(),
             text,
         })
     }
@@ -205,9 +247,17 @@ impl ModuleResolver for ScopedResolver {
             .compile(&found.text)
             .map_err(|e| in_module(e.into()))?;
         ast.set_source(found.name.as_str());
-        let module: SharedModule = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(in_module)?
-            .into();
+        self.loading
+            .enter(&found.identity, &found.name)
+            .map_err(|msg| {
+                Box::new(EvalAltResult::ErrorRuntime(
+                    Dynamic::from(ImportFailure(format!("import \"{path}\": {msg}"))),
+                    pos,
+                ))
+            })?;
+        let evaluated = Module::eval_ast_as_new(Scope::new(), &ast, engine);
+        self.loading.leave(&found.identity);
+        let module: SharedModule = evaluated.map_err(in_module)?.into();
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())

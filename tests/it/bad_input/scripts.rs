@@ -108,3 +108,46 @@ fn loss_hook_producing_infinity_stops_with_the_step() {
         "exp.rhai",
     ]);
 }
+
+#[test]
+fn a_script_that_imports_itself_is_a_circular_import_not_a_stack_overflow() {
+    with_script("import \"exp\" as me;\nfn weight(stats) { 1.0 }\n").assert(&[
+        "exp.rhai:1:",
+        "circular import",
+        "exp.rhai imports",
+    ]);
+}
+
+#[test]
+fn two_scripts_importing_each_other_name_the_circle_in_run_check_and_export() {
+    let files = [
+        ("b.rhai", "import \"exp\" as a;\nfn helper() { 1 }\n"),
+        ("exp.rhai", "import \"b\" as b;\nfn weight(stats) { 1.0 }\n"),
+    ];
+    let r = with_script_files(&files);
+    let line = r.assert(&["b.rhai:1:", "circular import"]);
+    assert!(
+        line.contains("exp.rhai imports") && line.contains("b.rhai imports"),
+        "{line}"
+    );
+    let script = r.dir.path().join("exp.rhai");
+    let check = crate::common::trainer(&["check", "--script", script.to_str().unwrap()], &[]);
+    crate::common::assert_user_error(&check, &["b.rhai:1:", "circular import"]);
+    let export = r.dir.path().join("exported.toml");
+    let out = crate::common::trainer(
+        &[
+            "recipe",
+            "--script",
+            script.to_str().unwrap(),
+            "--export",
+            export.to_str().unwrap(),
+        ],
+        &[],
+    );
+    crate::common::assert_user_error(&out, &["circular import"]);
+    assert!(
+        !export.exists(),
+        "a refused export wrote {}",
+        export.display()
+    );
+}
