@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Run an exported recipe (`--config F.toml`) even when its model or data hashes differ.
     #[arg(long)]
     pub allow_different_inputs: bool,
+    /// Use `--out` even when it is not new, empty, or an unfinished run of this recipe: a finished
+    /// or different run in it is replaced; other files are kept, those of the same names replaced.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

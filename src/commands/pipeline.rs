@@ -46,6 +46,7 @@ fn request(args: &RunArgs, mut flags: Vec<Override>) -> RunRequest {
             ..RecipeInput::default()
         },
         allow_different_inputs: args.allow_different_inputs,
+        force: args.force,
     }
 }
 

@@ -112,6 +112,7 @@ pub fn reproduce(run_dir: &Path) -> Result<()> {
             ..RecipeInput::default()
         },
         allow_different_inputs: false,
+        force: false,
     };
     crate::run::run(&request, Until::All).context("re-running the recipe")?;
     let checks = compare(run_dir, &out)?;

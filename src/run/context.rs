@@ -21,6 +21,8 @@ pub(super) struct Run {
     pub recipe: Recipe,
     pub hooks: HookSet,
     pub dir: PathBuf,
+    /// Holds the run folder's lock while the run lives.
+    _folder: folder::RunFolder,
     pub model: LoadedModel,
     pub template: ChatTemplate,
     pub model_sha: String,
@@ -45,9 +47,9 @@ impl Timings {
 }
 
 impl Run {
-    /// Resolves the recipe (checking an exported recipe's inputs), compiles the hooks, loads the
-    /// model, then opens the run folder (an unfinished one of the same command `until` and
-    /// recipe when the folder name is timestamped).
+    /// Resolves the recipe (checking an exported recipe's inputs), compiles the hooks, checks
+    /// `--out`, loads the model, then opens and locks the run folder (an unfinished one of the
+    /// same command `until` and recipe is taken up again).
     pub fn open(request: &RunRequest, until: &'static str) -> Result<Run> {
         let (layered, exported) = crate::export::load_recipe(&request.recipe)?;
         let recipe = layered.resolve()?;
@@ -59,6 +61,11 @@ impl Run {
         for (kind, source) in hooks.describe() {
             tracing::info!("hook {}: {source}", kind.signature());
         }
+        // Whether `--out` may be used is settled before any work; the folder is made only once
+        // the model has loaded, so a bad model or export leaves none.
+        let recipe_text = layered.annotated_toml()?;
+        let run_key = keys::run_key(until, &recipe_text, &hooks.host.sources());
+        let planned = folder::plan_run_dir(&recipe.run, &run_key, request.force)?;
         let template = recipe.model.template.template(&recipe.model.system);
         let tokenizer = match &recipe.model.tokenizer {
             TokenizerChoice::File(p) => Some(p.clone()),
@@ -72,16 +79,15 @@ impl Run {
         tracing::info!("loading {}", model_path.display());
         let model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
         let model_sha = sha256_path(&model_path)?;
-        // The run folder is made only once the model has loaded: a bad model or export leaves none.
-        let recipe_text = layered.annotated_toml()?;
-        let run_key = keys::run_key(until, &recipe_text, &hooks.host.sources());
-        let dir = folder::open_run_dir(&recipe.run, &run_key)?;
+        let run_folder = folder::open_run_dir(planned, &recipe.run, &run_key)?;
+        let dir = run_folder.dir.clone();
         write_atomic(&dir.join("recipe.toml"), recipe_text.as_bytes())?;
         folder::copy_scripts(&dir, &hooks.host.sources())?;
         Ok(Run {
             recipe,
             hooks,
             dir,
+            _folder: run_folder,
             model,
             template,
             model_sha,

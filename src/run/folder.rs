@@ -1,6 +1,7 @@
 //! The run folder: its name (or the unfinished run a rerun takes up again), the recipe and scripts
 //! copied into it, and plain JSONL outputs written atomically.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::error::user_error;
 use crate::recipe::{OutDir, RunSpec};
 use crate::store::write_atomic;
 
@@ -40,36 +42,167 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// The run folder for `run` (created).
-pub fn create_run_dir(run: &RunSpec) -> Result<PathBuf> {
-    let dir = match &run.out {
-        OutDir::Dir(d) => d.clone(),
-        OutDir::Timestamped => PathBuf::from("runs").join(format!("{}-{}", run.name, timestamp())),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the run folder {}", dir.display()))?;
-    Ok(dir)
-}
-
 /// The marker of a run that has not finished: it holds the run's key (command, recipe, scripts).
 pub const IN_PROGRESS: &str = "in_progress";
 
-/// The run folder for `run`, marked in progress with `key`. With an explicit `--out` that folder
-/// is used (and resumed from); with a timestamped name, the newest unfinished `runs/<name>-*`
-/// folder of the same key is taken up again, else a new one is created.
-pub fn open_run_dir(run: &RunSpec, key: &str) -> Result<PathBuf> {
-    let dir = match &run.out {
-        OutDir::Dir(_) => create_run_dir(run)?,
-        OutDir::Timestamped => match unfinished_run(Path::new("runs"), &run.name, key)? {
+/// The lock a process holds on the run folder it writes (ignored when judging a folder empty).
+pub const LOCK: &str = ".trainer.lock";
+
+/// A run folder this process owns until it drops the lock.
+pub struct RunFolder {
+    pub dir: PathBuf,
+    _lock: File,
+}
+
+/// Where a run will write, decided before any work: [`plan_run_dir`], then [`open_run_dir`].
+pub struct Planned {
+    out: Option<PathBuf>,
+    clear: bool,
+}
+
+/// Checks where the run of `key` may write. An explicit `--out` must be new, empty, or an
+/// unfinished run of the same key (taken up again); a finished or different run is replaced only
+/// with `force`, and a folder that holds anything else is written into only with `force`.
+pub fn plan_run_dir(run: &RunSpec, key: &str, force: bool) -> Result<Planned> {
+    Ok(match &run.out {
+        OutDir::Dir(d) => Planned {
+            clear: claim(d, key, force)?,
+            out: Some(d.clone()),
+        },
+        OutDir::Timestamped => Planned {
+            out: None,
+            clear: false,
+        },
+    })
+}
+
+/// The planned run folder, locked and marked in progress with `key`. Without `--out`, the newest
+/// unfinished `runs/<name>-*` folder of the same key is taken up again, else a new one is made.
+pub fn open_run_dir(planned: Planned, run: &RunSpec, key: &str) -> Result<RunFolder> {
+    let folder = match planned.out {
+        Some(d) => {
+            create(&d)?;
+            let folder = lock(&d)?;
+            if planned.clear {
+                clear_run(&d)?;
+            }
+            folder
+        }
+        None => match unfinished_run(Path::new("runs"), &run.name, key)? {
             Some(dir) => {
                 tracing::info!("resuming the unfinished run {}", dir.display());
-                dir
+                lock(&dir)?
             }
-            None => create_run_dir(run)?,
+            None => {
+                let dir = PathBuf::from("runs").join(format!("{}-{}", run.name, timestamp()));
+                create(&dir)?;
+                lock(&dir)?
+            }
         },
     };
-    write_atomic(&dir.join(IN_PROGRESS), key.as_bytes())?;
-    Ok(dir)
+    write_atomic(&folder.dir.join(IN_PROGRESS), key.as_bytes())?;
+    Ok(folder)
+}
+
+fn create(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        user_error(format!(
+            "--out {}: cannot create the run folder: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Whether `dir` may be used as the run folder of `key`; `Ok(true)` when an old run in it is to
+/// be cleared first (`force`).
+fn claim(dir: &Path, key: &str, force: bool) -> Result<bool> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(user_error(format!("--out {shown}: {e}"))),
+        Ok(m) if !m.is_dir() => {
+            return Err(user_error(format!(
+                "--out {shown}: is a file, not a folder"
+            )));
+        }
+        Ok(_) => {}
+    }
+    let entries: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| user_error(format!("--out {shown}: cannot list it: {e}")))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != LOCK)
+        .collect();
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    let marker = std::fs::read_to_string(dir.join(IN_PROGRESS)).ok();
+    if marker.as_deref() == Some(key) {
+        tracing::info!("resuming the unfinished run in {shown}");
+        return Ok(false);
+    }
+    let is_run = dir.join("recipe.toml").is_file()
+        && (marker.is_some() || dir.join("manifest.json").is_file());
+    let what = match (is_run, marker.is_some()) {
+        (true, true) => "holds an unfinished run of a different recipe or command",
+        (true, false) => "holds a finished run",
+        (false, _) => "is not empty and is not a run folder",
+    };
+    let remedy = if is_run {
+        "replace that run"
+    } else {
+        "write into it anyway (files of the same names are replaced)"
+    };
+    if !force {
+        return Err(user_error(format!(
+            "--out {shown}: {what}; choose a new or empty folder, or pass --force to {remedy}"
+        )));
+    }
+    tracing::warn!("--out {shown}: {what}; --force: going on to {remedy}");
+    Ok(is_run)
+}
+
+/// Empties a run folder except for the lock.
+fn clear_run(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == LOCK {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Takes the run folder's lock, or says which folder another process is using.
+fn lock(dir: &Path) -> Result<RunFolder> {
+    let path = dir.join(LOCK);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunFolder {
+            dir: dir.to_path_buf(),
+            _lock: file,
+        }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(user_error(format!(
+            "{}: another trainer process is using this run folder (it holds {LOCK}); wait for \
+             it to end or choose another --out",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("locking {}", path.display())))
+        }
+    }
 }
 
 /// Removes the in-progress marker of a finished run.

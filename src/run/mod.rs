@@ -10,19 +10,21 @@ mod manifest;
 mod pipeline;
 mod summary;
 
-pub use folder::{create_run_dir, timestamp, write_jsonl};
+pub use folder::{timestamp, write_jsonl};
 pub use manifest::{Input, Manifest};
 pub use pipeline::{eval, run};
 pub use summary::{RunSummary, render, write_plots};
 
 use crate::recipe::RecipeInput;
 
-/// What a command asks a run for: the recipe layers, and whether an exported recipe may run on
-/// inputs whose hashes differ from the ones it was exported with.
+/// What a command asks a run for: the recipe layers, whether an exported recipe may run on inputs
+/// whose hashes differ from the ones it was exported with, and whether `--out` may be reused.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
     pub recipe: RecipeInput,
     pub allow_different_inputs: bool,
+    /// Use `--out` even when it holds a finished or different run (replaced) or other files.
+    pub force: bool,
 }
 
 /// How far a command goes.

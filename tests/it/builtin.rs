@@ -89,8 +89,14 @@ fn sft_command_trains_once_then_reuses_the_cached_model() {
         serde_json::from_str(&std::fs::read_to_string(models[0].join("sft_losses.json")).unwrap())
             .unwrap();
     assert_eq!(losses.len(), 10);
-    let second = trainer(&args, &[("RUST_LOG", "info")]);
-    assert!(second.status.success());
+    // The finished run folder is not reused without --force; a new folder reuses the cache.
+    let again = trainer(&args, &[]);
+    crate::common::assert_user_error(&again, &["holds a finished run", "--force"]);
+    let out2 = dir.path().join("run2");
+    let mut args2 = args.to_vec();
+    args2[2] = out2.to_str().unwrap();
+    let second = trainer(&args2, &[("RUST_LOG", "info")]);
+    assert!(second.status.success(), "{}", stderr(&second));
     assert!(
         stderr(&second).contains("from the cache"),
         "{}",

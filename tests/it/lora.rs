@@ -131,7 +131,8 @@ fn trl_pairs(dir: &Path) -> PathBuf {
     write(dir, "pairs.jsonl", &(lines.join("\n") + "\n"))
 }
 
-/// `trainer train --pairs` on the LoRA recipe into `dir/out`: 4 epochs of one step on all 5 pairs.
+/// `trainer train --pairs` on the LoRA recipe into `dir/out`: 4 epochs of one step on all 5 pairs
+/// (`--force`: the resume test hands it a folder holding only checkpoints).
 fn train(dir: &Path, out: &str) -> PathBuf {
     let recipe = lora_recipe(dir);
     let pairs = trl_pairs(dir);
@@ -152,6 +153,7 @@ fn train(dir: &Path, out: &str) -> PathBuf {
         "train.epochs=4",
         "--set",
         "train.lr=1e-2",
+        "--force",
     ];
     let output = trainer(&args, &[]);
     assert!(output.status.success(), "{}", stderr(&output));

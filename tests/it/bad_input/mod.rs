@@ -4,6 +4,7 @@
 
 mod data;
 mod model;
+mod out;
 mod recipe;
 mod scripts;
 
