@@ -24,6 +24,16 @@ pub fn user_error(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UserError(message.into()))
 }
 
+/// True when the error is a write to a closed pipe (`trainer grade … | head`): the reader has
+/// all it wanted, so the command ends quietly with exit 0.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Exit code for an error: 130 when a signal stopped the run
 /// ([`Interrupted`](crate::interrupt::Interrupted)), 2 when a [`UserError`] is anywhere in its
 /// chain, else 1.

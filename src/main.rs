@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         .init();
     match trainer::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if trainer::error::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             match trainer::interrupt::find(&err) {
                 Some(stop) => eprintln!("{stop}"),

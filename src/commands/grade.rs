@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use anyhow::Result;
 use serde::Serialize;
 
@@ -44,6 +46,7 @@ pub fn grade(args: &GradeArgs) -> Result<()> {
     let mut host = ScriptHost::new(&crate::recipe::defaults()?.script, anchor);
     let hook = from_source(&mut host, HookKind::Grade, &source)?;
     let mut summary = GradeSummary::default();
+    let mut out = std::io::stdout().lock();
     for l in read_jsonl(&args.input)? {
         let response = l.string(&args.input, "response")?;
         let gold = l.string(&args.input, "gold")?;
@@ -53,15 +56,13 @@ pub fn grade(args: &GradeArgs) -> Result<()> {
         };
         let g = host.call_grade(hook, &response, &example)?;
         summary.add(g.verdict);
-        println!(
-            "{}",
-            serde_json::to_string(&GradeLine {
-                line: l.line,
-                verdict: g.verdict,
-                answer: g.answer
-            })?
-        );
+        let line = GradeLine {
+            line: l.line,
+            verdict: g.verdict,
+            answer: g.answer,
+        };
+        writeln!(out, "{}", serde_json::to_string(&line)?)?;
     }
-    println!("{}", serde_json::to_string(&summary)?);
+    writeln!(out, "{}", serde_json::to_string(&summary)?)?;
     Ok(())
 }

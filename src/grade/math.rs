@@ -1,7 +1,7 @@
 //! MATH answers: the last `\boxed{}`, normalised (fractions, roots, units, `\text{}`, spaces,
 //! trailing `.0`), compared as strings, element-wise for tuples and intervals, and numerically.
 
-use super::numbers_close;
+use super::{is_integer_text, numbers_close};
 
 /// The contents of the last `\boxed{…}` (or `\fbox{…}`, or `\boxed 5`), braces matched.
 pub fn last_boxed(text: &str) -> Option<String> {
@@ -42,11 +42,16 @@ pub fn math_answer(response: &str) -> Option<String> {
     last_boxed(response).filter(|a| !a.is_empty())
 }
 
-/// True when two MATH answers are the same after normalisation, element-wise, or numerically.
+/// True when two MATH answers are the same after normalisation, element-wise (tuples and
+/// intervals in order, bare lists and `\{…\}` sets in any order), or numerically; two integers
+/// only when they are the same integer.
 pub fn math_equal(a: &str, b: &str) -> bool {
     let (na, nb) = (normalize_math(a), normalize_math(b));
     if na == nb {
         return true;
+    }
+    if is_integer_text(&na) && is_integer_text(&nb) {
+        return false;
     }
     if let (Some(ta), Some(tb)) = (split_tuple(&na), split_tuple(&nb)) {
         return ta.0 == tb.0
@@ -54,16 +59,64 @@ pub fn math_equal(a: &str, b: &str) -> bool {
             && ta.1.len() == tb.1.len()
             && ta.1.iter().zip(&tb.1).all(|(x, y)| math_equal(x, y));
     }
+    if let (Some(la), Some(lb)) = (split_list(&na), split_list(&nb)) {
+        return same_elements(&la, &lb);
+    }
     match (eval_latex(&na), eval_latex(&nb)) {
         (Some(x), Some(y)) => numbers_close(x, y),
         _ => false,
     }
 }
 
+/// Each element of `a` equals a different element of `b` (a list of solutions in any order).
+fn same_elements(a: &[String], b: &[String]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut used = vec![false; b.len()];
+    a.iter().all(|x| {
+        let found = (0..b.len()).find(|&j| !used[j] && math_equal(x, &b[j]));
+        found.map(|j| used[j] = true).is_some()
+    })
+}
+
+/// The elements of a bare list (`3,5,7`) or a set (`\{1,-2\}`), split at top-level commas.
+fn split_list(s: &str) -> Option<Vec<String>> {
+    let inner = s
+        .strip_prefix("\\{")
+        .and_then(|t| t.strip_suffix("\\}"))
+        .unwrap_or(s);
+    if inner.len() == s.len() && matches!(s.chars().next(), Some('(' | '[')) {
+        return None; // a tuple or an interval: ordered, see split_tuple
+    }
+    let parts = top_level_split(inner);
+    (parts.len() > 1).then_some(parts)
+}
+
+/// `inner` split at commas outside every bracket.
+fn top_level_split(inner: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(inner[start..i].to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(inner[start..].to_string());
+    parts
+}
+
 /// Canonical text of an answer.
 pub fn normalize_math(answer: &str) -> String {
     let mut s = answer.trim().replace('\n', "");
     for (from, to) in [
+        ("{,}", ","),
         ("\\!", ""),
         ("\\,", ""),
         ("\\;", ""),
@@ -83,29 +136,107 @@ pub fn normalize_math(answer: &str) -> String {
         s = s.replace(from, to);
     }
     s = strip_text_blocks(&s);
-    if let Some((lhs, rhs)) = s.split_once('=')
-        && lhs.trim().chars().count() <= 2
-        && !rhs.contains('=')
-    {
-        s = rhs.to_string();
+    for sep in ["=", "\\in"] {
+        if let Some((lhs, rhs)) = s.split_once(sep)
+            && lhs.trim().chars().count() <= 2
+            && !rhs.contains(sep)
+        {
+            s = rhs.to_string();
+        }
     }
     s.retain(|c| !c.is_whitespace());
     s = fix_sqrt(&s);
     s = fix_frac(&s);
     s = slash_to_frac(&s);
+    s = mixed_number(&s);
+    s = base_subscript(&s);
+    s = choice_letter(&s);
     s = tidy_number(&s);
     s
+}
+
+/// Mixed numbers, `1\frac{4}{5}` → `\frac{9}{5}`, wherever a whole number that follows no digit,
+/// letter, `}`, `^` or `_` stands right before a `\frac` of two integers (MATH writes mixed
+/// numbers so; a product would be `1\cdot\frac{4}{5}`).
+fn mixed_number(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("\\frac{") {
+        let before = &rest[..i];
+        let whole_start = before
+            .rfind(|c: char| !c.is_ascii_digit())
+            .map_or(0, |j| j + 1);
+        let whole = &before[whole_start..];
+        let prev = before[..whole_start].chars().last();
+        let free = !prev.is_some_and(|c| c.is_alphanumeric() || matches!(c, '}' | '^' | '_' | '.'));
+        match (
+            free && !whole.is_empty() && whole.len() <= 18,
+            fraction_at(&rest[i + 6..]),
+        ) {
+            (true, Some((num, den, len))) => {
+                let w: u128 = whole.parse().unwrap_or(0);
+                out.push_str(&before[..whole_start]);
+                out.push_str(&format!("\\frac{{{}}}{{{den}}}", w * den + num));
+                rest = &rest[i + 6 + len..];
+            }
+            _ => {
+                out.push_str(&rest[..i + 6]);
+                rest = &rest[i + 6..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `4}{5}…` → (4, 5, bytes read): the integer numerator and denominator of a `\frac{` body.
+fn fraction_at(body: &str) -> Option<(u128, u128, usize)> {
+    let (num, rest) = body.split_once("}{")?;
+    let (den, _) = rest.split_once('}')?;
+    let digits = |t: &str| !t.is_empty() && t.len() <= 18 && t.chars().all(|c| c.is_ascii_digit());
+    if !(digits(num) && digits(den)) {
+        return None;
+    }
+    let (n, d): (u128, u128) = (num.parse().ok()?, den.parse().ok()?);
+    (d > 0).then_some((n, d, num.len() + 2 + den.len() + 1))
+}
+
+/// `4210_{5}` → `4210_5`.
+fn base_subscript(s: &str) -> String {
+    match s.split_once("_{") {
+        Some((digits, rest)) => match rest.strip_suffix('}') {
+            Some(base) if base.chars().all(|c| c.is_ascii_digit()) => format!("{digits}_{base}"),
+            _ => s.to_string(),
+        },
+        None => s.to_string(),
+    }
+}
+
+/// A multiple-choice answer `(C)` → `C`.
+fn choice_letter(s: &str) -> String {
+    let b = s.as_bytes();
+    if b.len() == 3 && b[0] == b'(' && b[2] == b')' && b[1].is_ascii_uppercase() {
+        return (b[1] as char).to_string();
+    }
+    s.to_string()
 }
 
 /// Drops a trailing unit in `\text{…}` and unwraps the other `\text{…}` / `\mbox{…}` blocks.
 fn strip_text_blocks(s: &str) -> String {
     let mut s = s.trim().to_string();
-    if let Some(i) = s.rfind("\\text{")
-        && s.ends_with('}')
-        && !s[..i].trim().is_empty()
-        && s[i..].matches('{').count() == 1
-    {
-        s.truncate(i);
+    // A trailing unit, possibly squared or cubed: `5 \text{ cm}`, `864 \mbox{ inches}^2`.
+    for tag in ["\\text{", "\\mbox{"] {
+        let Some(i) = s.rfind(tag) else { continue };
+        let Some(end) = matching_brace(&s, i + tag.len()) else {
+            continue;
+        };
+        let after = s[end + 1..].trim();
+        if !s[..i].trim().is_empty()
+            && s[i..=end].matches('{').count() == 1
+            && ["", "^2", "^3", "^{2}", "^{3}"].contains(&after)
+        {
+            s.truncate(i);
+        }
     }
     for tag in ["\\textbf{", "\\text{", "\\mbox{", "\\mathrm{"] {
         while let Some(i) = s.find(tag) {
@@ -203,25 +334,64 @@ fn slash_to_frac(s: &str) -> String {
     s.to_string()
 }
 
-/// `1,000` → `1000`, `.5` → `0.5`, `5.00` → `5`.
+/// `1,000` → `1000` (only with groups of three digits: `3,5,7` is a list), `.5` → `0.5`,
+/// `5.00` → `5`, `1.2e-3` → `0.0012`.
 fn tidy_number(s: &str) -> String {
-    let no_commas: String = s.chars().filter(|c| *c != ',').collect();
-    let is_number = !no_commas.is_empty()
-        && no_commas.parse::<f64>().is_ok()
-        && no_commas
-            .chars()
+    let t = if thousands_grouped(s) {
+        s.replace(',', "")
+    } else {
+        s.to_string()
+    };
+    if let Some(v) = scientific(&t) {
+        return format!("{v}");
+    }
+    let is_number = !t.is_empty()
+        && t.parse::<f64>().is_ok()
+        && t.chars()
             .all(|c| c.is_ascii_digit() || c == '.' || c == '-');
     if !is_number {
         return s.to_string();
     }
-    let mut t = no_commas;
+    let mut t = t;
     if t.starts_with('.') {
         t.insert(0, '0');
+    } else if t.starts_with("-.") {
+        t.insert(1, '0');
     }
     if t.contains('.') {
         t = t.trim_end_matches('0').trim_end_matches('.').to_string();
     }
     t
+}
+
+/// `12,345` or `-1,000.5`: digits in comma-separated groups of three after the first.
+fn thousands_grouped(s: &str) -> bool {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let int = body.split_once('.').map_or(body, |(i, _)| i);
+    let groups: Vec<&str> = int.split(',').collect();
+    groups.len() > 1
+        && (1..=3).contains(&groups[0].len())
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_digit()))
+        && groups[1..].iter().all(|g| g.len() == 3)
+        && body[int.len()..]
+            .strip_prefix('.')
+            .is_none_or(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `1.2e-3`, `3E5`: a decimal mantissa, `e`, an integer exponent.
+fn scientific(s: &str) -> Option<f64> {
+    let (mantissa, exp) = s.split_once(['e', 'E'])?;
+    let m = mantissa.strip_prefix('-').unwrap_or(mantissa);
+    let e = exp.strip_prefix(['-', '+']).unwrap_or(exp);
+    let ok = !m.is_empty()
+        && m.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && m.chars().any(|c| c.is_ascii_digit())
+        && !e.is_empty()
+        && e.chars().all(|c| c.is_ascii_digit());
+    if !ok {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// `(a,b)` / `[a,b)` / `\{a,b\}` → (open, parts, close) when there is a top-level comma.
@@ -231,21 +401,7 @@ fn split_tuple(s: &str) -> Option<(char, Vec<String>, char)> {
     if !matches!(open, '(' | '[') || !matches!(close, ')' | ']') || s.len() < 2 {
         return None;
     }
-    let inner = &s[1..s.len() - 1];
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
-    for (i, c) in inner.char_indices() {
-        match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(inner[start..i].to_string());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(inner[start..].to_string());
+    let parts = top_level_split(&s[1..s.len() - 1]);
     (parts.len() > 1).then_some((open, parts, close))
 }
 

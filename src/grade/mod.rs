@@ -5,7 +5,7 @@
 mod gsm8k;
 mod math;
 
-pub use gsm8k::{gsm8k_answer, gsm8k_gold, parse_number};
+pub use gsm8k::{gsm8k_answer, gsm8k_gold, is_integer_text, parse_number};
 pub use math::{last_boxed, math_answer, math_equal, normalize_math};
 
 use serde::{Deserialize, Serialize};
@@ -65,9 +65,15 @@ pub fn grade_gsm8k(response: &str, gold: &str) -> Grade {
             answer: String::new(),
         },
         Some(answer) => {
-            let correct = match (parse_number(&answer), parse_number(&gold)) {
-                (Some(a), Some(g)) => numbers_close(a, g),
-                _ => answer == gold,
+            // Integers must be the same integer (1234567 is not 1234568); other numbers are
+            // compared within numbers_close.
+            let correct = if is_integer_text(&answer) && is_integer_text(&gold) {
+                answer == gold
+            } else {
+                match (parse_number(&answer), parse_number(&gold)) {
+                    (Some(a), Some(g)) => numbers_close(a, g),
+                    _ => answer == gold,
+                }
             };
             Grade {
                 verdict: if correct {
