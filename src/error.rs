@@ -24,6 +24,24 @@ pub fn user_error(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UserError(message.into()))
 }
 
+/// A number as messages show it: `1e300` rather than 301 digits.
+pub fn show_number(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e9 || v.abs() < 1e-6) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Why `path` cannot be read as a file: "is a folder, not a file" or "no such file".
+pub fn not_a_file(path: &std::path::Path) -> &'static str {
+    if path.is_dir() {
+        "is a folder, not a file"
+    } else {
+        "no such file"
+    }
+}
+
 /// True when the error is a write to a closed pipe (`trainer grade … | head`): the reader has
 /// all it wanted, so the command ends quietly with exit 0.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {

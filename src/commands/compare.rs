@@ -150,6 +150,7 @@ fn short(weighting: &str) -> String {
 
 /// The `trainer compare` command: prints the table and writes the chart to `out`.
 pub fn compare(runs: &[PathBuf], out: &Path) -> Result<()> {
+    crate::store::check_output_file(out, "--out")?;
     if runs.is_empty() {
         return Err(user_error("trainer compare needs at least one run folder"));
     }

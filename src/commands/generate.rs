@@ -5,6 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::cli::GenerateArgs;
+use crate::error::user_error;
 use crate::model::{
     ChatTemplate, GenRequest, SamplingParams, generate, load_model_on, quantized_weights,
 };
@@ -12,6 +13,18 @@ use crate::rng;
 
 /// Prints the continuation of `--prompt` to stdout.
 pub fn generate_text(args: &GenerateArgs) -> Result<()> {
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        return Err(user_error(format!(
+            "--temperature {}: must be a finite number >= 0",
+            args.temperature
+        )));
+    }
+    if !(args.top_p.is_finite() && args.top_p > 0.0 && args.top_p <= 1.0) {
+        return Err(user_error(format!(
+            "--top-p {}: must be in (0, 1]",
+            args.top_p
+        )));
+    }
     let model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
     let text = if args.chat {
         ChatTemplate::ChatMl {

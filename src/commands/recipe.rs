@@ -15,6 +15,7 @@ pub fn recipe(args: &RecipeCmdArgs) -> Result<()> {
         ..RecipeInput::default()
     };
     if let Some(out) = &args.export {
+        crate::store::check_output_file(out, "--export")?;
         println!("exported {}", crate::export::write_export(&input, out)?);
         return Ok(());
     }

@@ -23,7 +23,8 @@ pub struct PairRecord {
     pub weight: Option<f64>,
 }
 
-/// Reads a pairs JSONL file; both reference log-probs or neither must be given, weights ≥ 0.
+/// Reads a pairs JSONL file; both reference log-probs or neither must be given, log-probs ≤ 0,
+/// weights ≥ 0, every number within f32's range, chosen ≠ rejected.
 pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
     let lines = read_jsonl(path)?;
     if lines.is_empty() {
@@ -45,6 +46,32 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
                 path.display(),
                 l.line
             )));
+        }
+        let at = |what: String| user_error(format!("{}:{}: {what}", path.display(), l.line));
+        for (field, value) in [
+            ("weight", rec.weight),
+            ("ref_chosen_logps", rec.ref_chosen_logps),
+            ("ref_rejected_logps", rec.ref_rejected_logps),
+        ] {
+            if let Some(v) = value
+                && v.abs() > f64::from(f32::MAX)
+            {
+                return Err(at(format!(
+                    "field `{field}` = {} overflows f32, which training computes in",
+                    crate::error::show_number(v)
+                )));
+            }
+            if field != "weight" && value.is_some_and(|v| v > 0.0) {
+                return Err(at(format!(
+                    "field `{field}` = {} is positive; a log-probability is <= 0",
+                    value.unwrap_or_default()
+                )));
+            }
+        }
+        if rec.chosen == rec.rejected {
+            return Err(at(
+                "chosen and rejected are the same text; the pair has nothing to teach".into(),
+            ));
         }
         if rec.weight.is_some_and(|w| w < 0.0) {
             return Err(user_error(format!(

@@ -17,8 +17,9 @@ pub fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<Pat
         DataSource::File(p) if p.is_file() => return Ok(p.clone()),
         DataSource::File(p) => {
             return Err(user_error(format!(
-                "{key} = \"{}\": no such file",
-                p.display()
+                "{key} = \"{}\": {}",
+                p.display(),
+                crate::error::not_a_file(p)
             )));
         }
         DataSource::Builtin(name) => name.as_str(),

@@ -96,7 +96,33 @@ impl ModelConfig {
         if !self.head_dim.is_multiple_of(2) || self.head_dim == 0 {
             return bad(format!("head_dim = {} must be even and > 0", self.head_dim));
         }
+        if self.intermediate_size == 0 {
+            return bad("intermediate_size must be > 0".into());
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
+            return bad(format!(
+                "rms_norm_eps = {} must be a finite number > 0",
+                self.rms_eps
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return bad(format!(
+                "rope_theta = {} must be a finite number > 0",
+                self.rope_theta
+            ));
+        }
         Ok(())
+    }
+
+    /// `hidden / heads`, the head size when a config does not give it; a user error when the
+    /// heads do not divide the hidden size.
+    fn head_dim_of(origin: &str, hidden: usize, heads: usize) -> Result<usize> {
+        if heads == 0 || !hidden.is_multiple_of(heads) {
+            return Err(user_error(format!(
+                "{origin}: hidden_size = {hidden} is not a multiple of num_attention_heads = {heads}"
+            )));
+        }
+        Ok(hidden / heads)
     }
 
     /// Reads an HF `config.json`.
@@ -116,9 +142,10 @@ impl ModelConfig {
             }
         };
         let num_kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        let head_dim = raw
-            .head_dim
-            .unwrap_or(raw.hidden_size / raw.num_attention_heads.max(1));
+        let head_dim = match raw.head_dim {
+            Some(d) => d,
+            None => Self::head_dim_of(&origin, raw.hidden_size, raw.num_attention_heads)?,
+        };
         let cfg = ModelConfig {
             arch,
             vocab_size: raw.vocab_size,
@@ -217,7 +244,10 @@ impl ModelConfig {
             num_layers: int("block_count")?,
             num_heads: heads,
             num_kv_heads: int("attention.head_count_kv").unwrap_or(heads),
-            head_dim: int("rope.dimension_count").unwrap_or(hidden / heads.max(1)),
+            head_dim: match int("rope.dimension_count") {
+                Ok(d) => d,
+                Err(_) => Self::head_dim_of(origin, hidden, heads)?,
+            },
             rope_theta: float("rope.freq_base", 10_000.0),
             rms_eps: float("attention.layer_norm_rms_epsilon", 1e-6),
             max_position: int("context_length").unwrap_or(4096),

@@ -88,8 +88,9 @@ fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         Some(path) if path.is_file() => path.to_path_buf(),
         Some(path) => {
             return Err(user_error(format!(
-                "model.tokenizer = \"{}\": no such file",
-                path.display()
+                "model.tokenizer = \"{}\": {}",
+                path.display(),
+                crate::error::not_a_file(path)
             )));
         }
         None if dir.join("tokenizer.json").is_file() => dir.join("tokenizer.json"),

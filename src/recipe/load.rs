@@ -144,8 +144,9 @@ fn table_layer(path: &Path, table: &toml::Table) -> Result<Layer> {
 fn check_config_file(path: &Path) -> Result<toml::Table> {
     if !path.is_file() {
         return Err(user_error(format!(
-            "--config {}: no such file",
-            path.display()
+            "--config {}: {}",
+            path.display(),
+            crate::error::not_a_file(path)
         )));
     }
     let text = std::fs::read_to_string(path)

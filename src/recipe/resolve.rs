@@ -248,6 +248,12 @@ fn sampling(ctx: &Ctx, r: &RawSampling, model: &ModelSource) -> Result<SampleSpe
             format!("must be in (0, 1], got {}", r.top_p),
         ));
     }
+    if r.stop.iter().any(String::is_empty) {
+        return Err(ctx.bad(
+            "sampling.stop",
+            "an empty stop string would end every sample before its first token",
+        ));
+    }
     Ok(SampleSpec {
         backend,
         n: ctx.at_least_one("sampling.n", r.n)?,

@@ -26,8 +26,8 @@ use crate::train::TrainOutputs;
 /// Runs the pipeline up to `until`.
 pub fn run(request: &RunRequest, until: Until) -> Result<()> {
     let started = Instant::now();
-    let mut run = Run::open(request, until.name())?;
     crate::interrupt::install()?;
+    let mut run = Run::open(request, until.name())?;
     let mut timings = Timings::default();
     let mut summary = RunSummary::default();
     pipeline(&mut run, until, &mut summary, &mut timings)?;
@@ -37,8 +37,8 @@ pub fn run(request: &RunRequest, until: Until) -> Result<()> {
 /// `trainer eval`: the accuracy of `model.path` on the eval questions.
 pub fn eval(request: &RunRequest) -> Result<()> {
     let started = Instant::now();
-    let run = Run::open(request, "eval")?;
     crate::interrupt::install()?;
+    let run = Run::open(request, "eval")?;
     let Some((path, examples)) = eval_examples(&run)? else {
         return Err(user_error(
             "eval.data is empty: there is nothing to evaluate",

@@ -57,6 +57,16 @@ impl HookKind {
     pub fn plugin_dir(self) -> &'static str {
         self.name()
     }
+
+    /// The recipe key that chooses this hook when the script does not define it.
+    pub fn recipe_key(self) -> &'static str {
+        match self {
+            HookKind::Grade => "grade.grader",
+            HookKind::Weight => "weight.scheme",
+            HookKind::Pair => "pairs.rule",
+            HookKind::Loss => "loss.name",
+        }
+    }
 }
 
 /// A hook found in a compiled unit.
@@ -178,6 +188,15 @@ impl ScriptHost {
             return Err(self.in_hook(
                 hook,
                 format!("returned {value}; a weight must be finite and >= 0"),
+            ));
+        }
+        if value > f64::from(f32::MAX) {
+            return Err(self.in_hook(
+                hook,
+                format!(
+                    "returned {}, which overflows f32, the precision training uses",
+                    crate::error::show_number(value)
+                ),
             ));
         }
         Ok(value)

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::error::user_error;
 use crate::recipe::{HookSource, PairRule, Recipe, ScriptChoice};
 use crate::script::{HookKind, HookRef, ScriptHost, UnitId};
 
@@ -91,7 +92,15 @@ fn pick(
     {
         return Ok(hook);
     }
-    from_source(host, kind, source)
+    match source {
+        HookSource::Plugin(name) => from_source(host, kind, source).map_err(|e| {
+            user_error(format!(
+                "recipe key `{}` = \"{name}\": {e:#}",
+                kind.recipe_key()
+            ))
+        }),
+        HookSource::File(_) => from_source(host, kind, source),
+    }
 }
 
 /// Compiles a plugin by name or a `.rhai` file and returns its hook of `kind`.

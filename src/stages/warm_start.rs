@@ -128,6 +128,9 @@ pub fn train_sft(
     let bar = crate::progress::bar(spec.steps as u64, "sft");
     let mut losses = Vec::with_capacity(spec.steps);
     for step in 0..spec.steps {
+        crate::interrupt::check("the warm start", || {
+            format!("step {} of {}", step + 1, spec.steps)
+        })?;
         if order.len() < spec.batch_size {
             order = shuffled(seqs.len(), spec.data_seed, epoch);
             epoch += 1;

@@ -37,12 +37,35 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
             .and_then(|f| f.sync_all())
             .with_context(|| format!("syncing {}", tmp.display()))
     });
-    if let Err(err) = done {
+    let done = done.and_then(|()| {
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    });
+    if done.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(err);
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    done
+}
+
+/// Checks that `path` can take a file a command writes for the user (`what` names the flag):
+/// not a folder, and in a folder that exists. A user error otherwise.
+pub fn check_output_file(path: &Path, what: &str) -> Result<()> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(crate::error::user_error(format!(
+            "{what} {shown}: is a folder; give a file name"
+        )));
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent
+        && !parent.is_dir()
+    {
+        return Err(crate::error::user_error(format!(
+            "{what} {shown}: the folder {} does not exist",
+            parent.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Builds a folder atomically: `fill` writes into an empty temporary folder beside `dir`, which
@@ -54,7 +77,10 @@ pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> R
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    fill(&tmp)?;
+    if let Err(err) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
     let old = retire_dir(dir)?;
     std::fs::rename(&tmp, dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;

@@ -7,8 +7,8 @@ mod hash;
 mod jsonl_log;
 
 pub use atomic::{
-    remove_dir_atomic, temp_sibling, write_atomic, write_atomic_with, write_dir_atomic,
-    write_json_atomic,
+    check_output_file, remove_dir_atomic, temp_sibling, write_atomic, write_atomic_with,
+    write_dir_atomic, write_json_atomic,
 };
 pub use batches::{Batches, Resumable};
 pub use hash::{Hasher, content_key, hex, sha256_bytes, sha256_file, sha256_path, trainer_version};

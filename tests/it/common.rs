@@ -89,16 +89,14 @@ pub fn smollm2_fixture(name: &str) -> Option<(PathBuf, serde_json::Value)> {
     Some((model, serde_json::from_str(&text).expect("fixture is JSON")))
 }
 
-/// The device the model-level parity tests load SmolLM2 on: `TRAINER_TEST_DEVICE` (`cpu`,
-/// `cuda:N`), default `cpu`. Running the same tests with `TRAINER_TEST_DEVICE=cuda:0` on a binary
+/// The device the model-level parity tests load SmolLM2 on: `TEST_DEVICE` (`cpu`,
+/// `cuda:N`), default `cpu`. Running the same tests with `TEST_DEVICE=cuda:0` on a binary
 /// built with `--features cuda` checks the GPU path against the same PyTorch numbers.
 pub fn test_device() -> candle_core::Device {
-    let name = std::env::var("TRAINER_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let name = std::env::var("TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     let choice = trainer::model::DeviceChoice::parse(&name)
-        .unwrap_or_else(|| panic!("TRAINER_TEST_DEVICE = {name}: expected cpu or cuda:N"));
-    choice
-        .open("TRAINER_TEST_DEVICE")
-        .expect("the test device opens")
+        .unwrap_or_else(|| panic!("TEST_DEVICE = {name}: expected cpu or cuda:N"));
+    choice.open("TEST_DEVICE").expect("the test device opens")
 }
 
 /// The script limits of the built-in default recipe.

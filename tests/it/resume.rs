@@ -300,3 +300,40 @@ fn ctrl_c_and_sigterm_stop_at_an_item_boundary_with_exit_130_and_the_rerun_ends_
     assert_eq!(steps(&run), expected_steps);
     assert!(!run.join("checkpoints/latest").exists());
 }
+
+#[test]
+fn sigterm_during_the_warm_start_exits_130_and_caches_no_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let args: Vec<String> = [
+        "sft".to_string(),
+        "--out".into(),
+        dir.path().join("run").display().to_string(),
+        "--set".into(),
+        format!("run.cache=\"{}\"", cache.display()),
+        "--set".into(),
+        "sft.steps=100000".into(),
+    ]
+    .to_vec();
+    let log = dir.path().join("sft.log");
+    let mut child = spawn(&args, &log);
+    wait_for(&mut child, &log, "the warm start", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("warm-starting the built-in model"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGTERM);
+    let (code, text) = finish(child, &log);
+    assert_eq!(code, Some(130), "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("interrupted at the warm start step "),
+        "{text}"
+    );
+    let cached: Vec<_> = std::fs::read_dir(cache.join("sft"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        cached.iter().all(|p| !p.join("config.json").exists()),
+        "an interrupted warm start cached a model: {cached:?}"
+    );
+}

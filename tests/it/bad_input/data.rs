@@ -107,3 +107,38 @@ fn negative_weight_in_a_pairs_file_names_file_and_line() {
     train_on_pairs("{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\", \"weight\": -1}\n")
         .assert(&["off.jsonl:1", "weight"]);
 }
+
+#[test]
+fn numbers_a_pairs_file_cannot_train_on_name_file_line_and_field() {
+    let pair = |extra: &str| {
+        format!("{{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"{extra}}}\n")
+    };
+    train_on_pairs(&pair(", \"weight\": 1e300")).assert(&[
+        "off.jsonl:1",
+        "`weight` = 1e300",
+        "overflows f32",
+    ]);
+    train_on_pairs(&pair(
+        ", \"ref_chosen_logps\": -1e300, \"ref_rejected_logps\": -2",
+    ))
+    .assert(&["off.jsonl:1", "`ref_chosen_logps`", "overflows f32"]);
+    train_on_pairs(&pair(
+        ", \"ref_chosen_logps\": 3.5, \"ref_rejected_logps\": -2",
+    ))
+    .assert(&["off.jsonl:1", "`ref_chosen_logps` = 3.5 is positive"]);
+}
+
+#[test]
+fn a_pair_whose_chosen_is_its_rejected_names_file_and_line() {
+    train_on_pairs("{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"b\"}\n")
+        .assert(&["off.jsonl:1", "chosen and rejected are the same text"]);
+}
+
+#[test]
+fn a_folder_given_as_a_data_file_or_a_config_says_it_is_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = format!("data.train=\"{}\"", dir.path().display());
+    tiny_run(&[&set]).assert(&["data.train", "is a folder, not a file"]);
+    let out = crate::common::trainer(&["recipe", "--config", dir.path().to_str().unwrap()], &[]);
+    crate::common::assert_user_error(&out, &["--config", "is a folder, not a file"]);
+}

@@ -187,3 +187,35 @@ fn quantized_sampling_of_an_hf_folder_is_refused_naming_the_key() {
     ]);
     assert!(!r.dir.path().join("run").exists(), "a run folder was made");
 }
+
+#[test]
+fn config_values_that_break_the_math_name_the_field() {
+    for (field, value, needle) in [
+        (
+            "rms_norm_eps",
+            "-1",
+            "rms_norm_eps = -1 must be a finite number > 0",
+        ),
+        (
+            "rope_theta",
+            "0",
+            "rope_theta = 0 must be a finite number > 0",
+        ),
+        (
+            "num_attention_heads",
+            "3",
+            "hidden_size = 8 is not a multiple of num_attention_heads = 3",
+        ),
+    ] {
+        let config = CONFIG.replace('}', &format!(", \"{field}\": {value}}}"));
+        let config = if field == "num_attention_heads" {
+            CONFIG
+                .replace("\"num_attention_heads\": 2", "\"num_attention_heads\": 3")
+                .replace("\"num_key_value_heads\": 1", "\"num_key_value_heads\": 3")
+        } else {
+            config
+        };
+        let (r, _) = with_model(|d| folder_with_config(d, &config), &[]);
+        r.assert(&[needle]);
+    }
+}

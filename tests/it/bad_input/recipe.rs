@@ -98,3 +98,86 @@ fn unknown_key_in_the_export_table_is_named() {
     let text = format!("{EXPORT_HEAD}scripts = []\nchecksum = \"x\"\n");
     with_config("x.toml", &text, &[]).assert(&["x.toml", "[export]", "checksum"]);
 }
+
+#[test]
+fn an_empty_stop_string_is_refused_by_its_key() {
+    tiny_run(&["sampling.stop=[\"\"]"]).assert(&["sampling.stop", "empty stop string"]);
+}
+
+#[test]
+fn an_unknown_plugin_name_names_its_recipe_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = crate::pipeline::recipe(dir.path(), "");
+    for (set, key) in [
+        ("loss.name=\"nope\"", "loss.name"),
+        ("weight.scheme=\"nope\"", "weight.scheme"),
+    ] {
+        let out = crate::common::trainer(
+            &[
+                "--config",
+                recipe.to_str().unwrap(),
+                "--set",
+                set,
+                "--out",
+                dir.path().join("run").to_str().unwrap(),
+            ],
+            &[],
+        );
+        crate::common::assert_user_error(
+            &out,
+            &[
+                &format!("recipe key `{key}`"),
+                "no plugin `nope`",
+                "available:",
+            ],
+        );
+        assert!(!dir.path().join("run").exists(), "a run folder was made");
+    }
+}
+
+#[test]
+fn generate_refuses_sampling_values_the_recipe_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::pipeline::tiny_model(dir.path());
+    for (flag, value, needle) in [
+        ("--temperature", "nan", "--temperature NaN"),
+        ("--temperature", "inf", "--temperature inf"),
+        ("--temperature=-1", "", "--temperature -1"),
+        ("--top-p", "0", "--top-p 0"),
+        ("--top-p", "5", "--top-p 5"),
+    ] {
+        let mut args = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "1+1=",
+            flag,
+        ];
+        if !value.is_empty() {
+            args.push(value);
+        }
+        let out = crate::common::trainer(&args, &[]);
+        crate::common::assert_user_error(&out, &[needle]);
+    }
+}
+
+#[test]
+fn export_and_compare_outputs_that_are_folders_or_in_missing_folders_exit_2_without_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = crate::common::trainer(&["recipe", "--export", d], &[]);
+    crate::common::assert_user_error(&out, &["--export", "is a folder; give a file name"]);
+    let missing = dir.path().join("no/such/x.toml");
+    let out = crate::common::trainer(&["recipe", "--export", missing.to_str().unwrap()], &[]);
+    crate::common::assert_user_error(&out, &["--export", "does not exist"]);
+    let out = crate::common::trainer(&["compare", d, "--out", d], &[]);
+    crate::common::assert_user_error(&out, &["--out", "is a folder; give a file name"]);
+    super::assert_no_partial_output(dir.path(), &dir.path().join("none"));
+    let parent = dir.path().parent().unwrap();
+    let name = dir.path().file_name().unwrap().to_string_lossy();
+    assert!(
+        !parent.join(format!(".{name}.tmp")).exists(),
+        "a .tmp was left beside the folder"
+    );
+}

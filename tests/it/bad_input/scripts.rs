@@ -151,3 +151,8 @@ fn two_scripts_importing_each_other_name_the_circle_in_run_check_and_export() {
         export.display()
     );
 }
+
+#[test]
+fn a_weight_finite_in_f64_but_not_in_f32_names_the_hook() {
+    with_script("fn weight(stats) { 1e308 }\n").assert(&["exp.rhai", "weight", "overflows f32"]);
+}
