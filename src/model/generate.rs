@@ -8,6 +8,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use super::config::ModelConfig;
 use super::decoder::{KvCache, Weights, forward, logits_at};
 use super::tokenizer::Tokenizer;
+use crate::error::user_error;
 use crate::rng::Rng;
 
 /// How to pick tokens.
@@ -85,6 +86,7 @@ pub fn generate(
         .max()
         .unwrap_or(0)
         .max(1);
+    warn_past_context(cfg, longest, params.max_new_tokens);
     let pads: Vec<usize> = requests
         .iter()
         .map(|r| longest - r.prompt_ids.len())
@@ -115,6 +117,13 @@ pub fn generate(
     let mut active: Vec<usize> = (0..b).collect();
     for step in 0..params.max_new_tokens {
         let logits_rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        if logits_rows.iter().flatten().any(|x| x.is_nan()) {
+            return Err(user_error(format!(
+                "the model's logits are NaN at new token {}: its weights or its config values \
+                 (rms_norm_eps, rope_theta, …) cannot be used",
+                step + 1
+            )));
+        }
         let mut next = Vec::with_capacity(active.len());
         for (j, &req) in active.iter().enumerate() {
             let row = &mut rows[req];
@@ -158,6 +167,21 @@ pub fn generate(
             })
         })
         .collect()
+}
+
+/// Warns (once per process) when a prompt plus the new tokens run past the model's context.
+fn warn_past_context(cfg: &ModelConfig, prompt: usize, new_tokens: usize) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if prompt + new_tokens > cfg.max_position
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "a prompt of {prompt} tokens plus {new_tokens} new tokens runs past the model's \
+             context of {} positions (max_position_embeddings); what lies beyond it was never \
+             trained, and a long prompt samples slowly",
+            cfg.max_position
+        );
+    }
 }
 
 /// Whether a row is finished after `token`, and with what text.

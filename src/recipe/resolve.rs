@@ -376,7 +376,14 @@ fn train(ctx: &Ctx, r: &RawTrain) -> Result<TrainSpec> {
         ),
         adam_eps: ctx.positive("train.adam_eps", r.adam_eps)?,
         max_steps: Limit::from_count(r.max_steps),
-        max_length: ctx.at_least_one("train.max_length", r.max_length)?,
+        max_length: if r.max_length >= 2 {
+            r.max_length
+        } else {
+            return Err(ctx.bad(
+                "train.max_length",
+                "must be at least 2: a prompt token and a response token",
+            ));
+        },
         checkpoint_every: r.checkpoint_every,
         resume_every: r.resume_every,
         lora: lora(ctx, &r.lora)?,

@@ -254,11 +254,18 @@ impl QuestionStage<'_> {
             (host, run.hooks.pair),
         )?;
         summary.pairs = rows.len();
-        summary.skipped = skips;
+        summary.skipped = skips.clone();
         if rows.is_empty() && self.until > Until::Pairs {
-            return Err(user_error(
-                "no preference pairs: every question was skipped (see pairs.jsonl and grades.jsonl)",
-            ));
+            let pair_rule = match run.hooks.pair {
+                Some(h) => format!("fn pair(group) in {}", run.hooks.host.file(h.unit)),
+                None => "the pair rule".to_string(),
+            };
+            return Err(user_error(format!(
+                "no preference pairs: every question was skipped ({} by {pair_rule}, {} with no \
+                 wrong sample, {} with nothing correct and no gold to fall back on; see \
+                 grades.jsonl)",
+                skips.by_hook, skips.no_wrong_sample, skips.no_chosen
+            )));
         }
         Ok(Some(rows))
     }

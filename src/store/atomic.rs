@@ -148,4 +148,18 @@ mod tests {
         assert_eq!(std::fs::read(target.join("y")).unwrap(), b"2");
         assert!(!temp_sibling(&target).exists());
     }
+
+    #[test]
+    fn a_folder_whose_fill_fails_leaves_no_temporary_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("latest");
+        let err = write_dir_atomic(&target, |tmp| {
+            std::fs::write(tmp.join("half.bin"), b"part")?;
+            anyhow::bail!("no space left on device")
+        });
+        assert!(err.is_err());
+        assert!(!target.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 }

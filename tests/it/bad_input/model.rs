@@ -219,3 +219,25 @@ fn config_values_that_break_the_math_name_the_field() {
         r.assert(&[needle]);
     }
 }
+
+#[test]
+fn a_model_whose_logits_are_nan_stops_sampling_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    // A model that loads (its values are finite in config.json) but computes NaN: every
+    // embedding value NaN.
+    let model = crate::pipeline::sized_model(&dir.path().join("nan"), 32, 2);
+    let file = model.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    let name = tensors
+        .keys()
+        .find(|k| k.contains("embed"))
+        .unwrap()
+        .clone();
+    let shape = tensors[&name].shape().clone();
+    tensors.insert(name, Tensor::full(f32::NAN, shape, &Device::Cpu).unwrap());
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let set = format!("model.path=\"{}\"", model.display());
+    let out = crate::pipeline::run(dir.path(), &recipe, "run", &[&set]);
+    Refusal { dir, out }.assert(&["logits are NaN", "new token 1"]);
+}

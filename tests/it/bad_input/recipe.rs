@@ -181,3 +181,33 @@ fn export_and_compare_outputs_that_are_folders_or_in_missing_folders_exit_2_with
         "a .tmp was left beside the folder"
     );
 }
+
+#[test]
+fn a_max_length_with_no_room_for_a_response_is_refused() {
+    tiny_run(&["train.max_length=1"]).assert(&["train.max_length", "at least 2"]);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::pipeline::tiny_model(dir.path());
+    let prompt = "1+".repeat(1100);
+    let out = crate::common::trainer(
+        &[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            &prompt,
+            "--max-new-tokens",
+            "2",
+        ],
+        &[],
+    );
+    let err = crate::common::stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("runs past the model's context of 2048 positions"),
+        "{err}"
+    );
+}

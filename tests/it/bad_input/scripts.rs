@@ -156,3 +156,12 @@ fn two_scripts_importing_each_other_name_the_circle_in_run_check_and_export() {
 fn a_weight_finite_in_f64_but_not_in_f32_names_the_hook() {
     with_script("fn weight(stats) { 1e308 }\n").assert(&["exp.rhai", "weight", "overflows f32"]);
 }
+
+#[test]
+fn a_pair_hook_that_skips_every_question_is_named() {
+    with_script("fn pair(group) { () }\n").assert(&[
+        "no preference pairs",
+        "by fn pair(group) in",
+        "exp.rhai",
+    ]);
+}
