@@ -21,6 +21,7 @@ pub mod rng;
 pub mod run;
 pub mod script;
 pub mod stages;
+pub mod stats;
 pub mod store;
 pub mod threads;
 pub mod train;

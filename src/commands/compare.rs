@@ -163,7 +163,7 @@ pub fn compare(runs: &[PathBuf], out: &Path) -> Result<()> {
             Bar {
                 label: format!("{}\n{}", g.method, short(&g.weighting)),
                 value: 100.0 * a,
-                error: 100.0 * sd,
+                interval: (sd > 0.0).then_some((100.0 * (a - sd), 100.0 * (a + sd))),
             }
         })
         .collect();

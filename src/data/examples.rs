@@ -23,6 +23,8 @@ pub struct Example {
     pub gold: String,
     /// A worked solution usable as a chosen response, when the dataset has one.
     pub solution: Option<String>,
+    /// The difficulty level the data gives (`level` field: MATH's "Level 3", the built-in 1–5).
+    pub level: Option<String>,
 }
 
 /// How to read a questions file.
@@ -64,6 +66,7 @@ pub fn read_examples(
                     question: l.string(path, "question")?,
                     gold: gsm8k_gold(&answer),
                     solution: Some(clean_gsm8k_solution(&answer)),
+                    level: level_of(&l.object),
                 }
             }
             DataFormat::Math => {
@@ -92,6 +95,7 @@ pub fn read_examples(
                     question: l.string(path, "problem")?,
                     gold,
                     solution,
+                    level: level_of(&l.object),
                 }
             }
             DataFormat::Prompts => {
@@ -109,6 +113,7 @@ pub fn read_examples(
                     question: l.string(path, fmt.prompt_field)?,
                     gold,
                     solution: None,
+                    level: level_of(&l.object),
                 }
             }
             DataFormat::Pairs => {
@@ -125,6 +130,15 @@ pub fn read_examples(
     }
     check_unique_ids(&out, path)?;
     Ok(select(out, limit, shuffle_seed))
+}
+
+/// A line's `level` field as text (a number or a string), if any.
+fn level_of(object: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    match object.get("level")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// Removes GSM8K's calculator annotations: `48/2 = <<48/2=24>>24` → `48/2 = 24`.

@@ -30,7 +30,7 @@ pub fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<Pat
     };
     let (split, count) = match name {
         "arith" => (Split::Train, count_of(recipe.data.limit, 1024)),
-        "arith-eval" => (Split::Eval, count_of(recipe.eval.limit, 200)),
+        "arith-eval" => (Split::Eval, count_of(recipe.eval.limit, 2000)),
         other => {
             return Err(user_error(format!(
                 "{key} = \"builtin:{other}\": unknown built-in data (arith, arith-eval)"

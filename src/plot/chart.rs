@@ -16,11 +16,23 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A bar with an optional error bar (± `error`).
+/// A bar with an optional error bar from `interval.0` to `interval.1`.
 pub struct Bar {
     pub label: String,
     pub value: f64,
-    pub error: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+impl Bar {
+    fn top(&self) -> f64 {
+        self.interval
+            .map_or(self.value, |(_, hi)| hi.max(self.value))
+    }
+
+    fn bottom(&self) -> f64 {
+        self.interval
+            .map_or(self.value, |(lo, _)| lo.min(self.value))
+    }
 }
 
 /// "Nice" tick positions covering [lo, hi].
@@ -179,14 +191,8 @@ fn legend(c: &mut Canvas, i: usize, text: &str, color: Rgb) {
 /// with the same second line share a colour (one series), otherwise each bar has its own.
 pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Canvas {
     let mut c = Canvas::new(W, H);
-    let hi = bars
-        .iter()
-        .map(|b| b.value + b.error)
-        .fold(0.0f64, f64::max);
-    let lo = bars
-        .iter()
-        .map(|b| b.value - b.error)
-        .fold(0.0f64, f64::min);
+    let hi = bars.iter().map(|b| b.top()).fold(0.0f64, f64::max);
+    let lo = bars.iter().map(|b| b.bottom()).fold(0.0f64, f64::min);
     let f = Frame {
         x0: 0.0,
         x1: bars.len().max(1) as f64,
@@ -209,9 +215,9 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Canvas {
         let color = PALETTE[slot % PALETTE.len()];
         let (xa, xb) = (f.px(i as f64 + 0.15), f.px(i as f64 + 0.85));
         c.fill_rect(xa, f.py(b.value), xb, zero, color);
-        if b.error > 0.0 {
+        if let Some((low, high)) = b.interval {
             let xm = (xa + xb) / 2;
-            let (ya, yb) = (f.py(b.value - b.error), f.py(b.value + b.error));
+            let (ya, yb) = (f.py(low), f.py(high));
             c.line((xm, ya), (xm, yb), BLACK, 2);
             c.line((xm - 6, ya), (xm + 6, ya), BLACK, 2);
             c.line((xm - 6, yb), (xm + 6, yb), BLACK, 2);
@@ -224,13 +230,7 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Canvas {
             c.text_centered((xa + xb) / 2, y, &text, 2, BLACK);
         }
         let value = format!("{:.1}", b.value);
-        c.text_centered(
-            (xa + xb) / 2,
-            f.py(b.value + b.error) - 18,
-            &value,
-            2,
-            DARK_GREY,
-        );
+        c.text_centered((xa + xb) / 2, f.py(b.top()) - 18, &value, 2, DARK_GREY);
     }
     c
 }
@@ -300,12 +300,12 @@ mod tests {
                     Bar {
                         label: "before".into(),
                         value: 12.5,
-                        error: 0.0,
+                        interval: None,
                     },
                     Bar {
                         label: "after".into(),
                         value: 25.0,
-                        error: 3.1,
+                        interval: Some((19.2, 31.4)),
                     },
                 ],
             ),

@@ -67,8 +67,10 @@ pub(super) fn eval_model(
     )?;
     write_jsonl(&run.dir.join(format!("eval_{label}.jsonl")), &records)?;
     tracing::info!(
-        "accuracy {label} training: {:.1}% ({}/{})",
+        "accuracy {label} training: {:.1}% [{:.1}, {:.1}] ({}/{})",
         100.0 * result.accuracy,
+        100.0 * result.ci95[0],
+        100.0 * result.ci95[1],
         result.correct,
         result.total
     );

@@ -87,24 +87,53 @@ pub fn write_plots(
             r.map(|r| Bar {
                 label: label.into(),
                 value: 100.0 * r.accuracy,
-                error: 0.0,
+                interval: Some((100.0 * r.ci95[0], 100.0 * r.ci95[1])),
             })
         })
         .collect();
     if !bars.is_empty() {
-        bar_chart("eval accuracy", "accuracy (%)", &bars).save_png(&dir.join("accuracy.png"))?;
+        bar_chart("eval accuracy (95% Wilson interval)", "accuracy (%)", &bars)
+            .save_png(&dir.join("accuracy.png"))?;
     }
     Ok(())
 }
 
 fn pct(r: &EvalResult) -> String {
     format!(
-        "{:.1}% ({}/{}, {} invalid)",
+        "{:.1}% [{:.1}, {:.1}] ({}/{}, {} invalid)",
         100.0 * r.accuracy,
+        100.0 * r.ci95[0],
+        100.0 * r.ci95[1],
         r.correct,
         r.total,
         r.invalid
     )
+}
+
+/// One line per level: accuracy and 95 % interval before and after.
+fn per_level(out: &mut String, before: Option<&EvalResult>, after: Option<&EvalResult>) {
+    let levels: std::collections::BTreeSet<&String> = before
+        .iter()
+        .chain(after.iter())
+        .flat_map(|r| r.by_level.keys())
+        .collect();
+    let show = |r: Option<&EvalResult>, level: &str| match r.and_then(|r| r.by_level.get(level)) {
+        Some(l) => format!(
+            "{:5.1}% [{:.1}, {:.1}] of {}",
+            100.0 * l.accuracy,
+            100.0 * l.ci95[0],
+            100.0 * l.ci95[1],
+            l.total
+        ),
+        None => "-".to_string(),
+    };
+    for level in levels {
+        let line = match (before, after) {
+            (Some(_), Some(_)) => format!("{} -> {}", show(before, level), show(after, level)),
+            _ => show(before.or(after), level),
+        };
+        let _ = writeln!(out, "  level {level:<6}{line}");
+    }
 }
 
 /// The summary as printed at the end of a run.
@@ -148,6 +177,7 @@ pub fn render(s: &RunSummary) -> String {
         }
         (None, None) => {}
     }
+    per_level(&mut out, s.eval_before.as_ref(), s.eval_after.as_ref());
     let times: Vec<String> = s
         .timings
         .iter()

@@ -12,6 +12,7 @@ const ORDER: &[&str] = &[
     "interrupt",
     "progress",
     "rng",
+    "stats",
     "threads",
     "error",
     "store",

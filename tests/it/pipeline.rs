@@ -393,3 +393,60 @@ fn hybrid_mode_trains_on_policy_and_off_policy_pairs_together() {
     .unwrap();
     assert_eq!(summary["pairs"].as_u64().unwrap() as usize, own + 5);
 }
+
+#[test]
+fn eval_reports_a_wilson_interval_and_accuracy_per_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    // A grader that accepts lines 1 and 2 only, so the counts per level are known: level "1"
+    // (lines 1-2) 2/2, level "2" (lines 3-4) 0/2.
+    let rows: Vec<String> = (0..4)
+        .map(|i| {
+            serde_json::json!({"question": format!("q{i}"), "answer": "#### 7", "level": 1 + i / 2})
+                .to_string()
+        })
+        .collect();
+    let test = write(dir.path(), "levels.jsonl", &(rows.join("\n") + "\n"));
+    let eval_data = format!("eval.data=\"{}\"", test.display());
+    let grader = write(
+        dir.path(),
+        "first_two.rhai",
+        "fn grade(response, example) { example.id.ends_with(\":1\") || example.id.ends_with(\":2\") }\n",
+    );
+    let grade = format!("grade.grader=\"{}\"", grader.display());
+    let out = trainer(
+        &[
+            "eval",
+            "--config",
+            recipe.to_str().unwrap(),
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+            "--set",
+            &eval_data,
+            "--set",
+            &grade,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/eval.json")).unwrap())
+            .unwrap();
+    let before = &eval["before"];
+    assert_eq!(before["correct"], 2);
+    // Wilson 95 % interval of 2/4, from the closed form: [0.15003, 0.84997].
+    let ci = before["ci95"].as_array().unwrap();
+    assert!((ci[0].as_f64().unwrap() - 0.150_036).abs() < 1e-5, "{ci:?}");
+    assert!((ci[1].as_f64().unwrap() - 0.849_964).abs() < 1e-5, "{ci:?}");
+    assert_eq!(before["by_level"]["1"]["correct"], 2);
+    assert_eq!(before["by_level"]["1"]["total"], 2);
+    assert_eq!(before["by_level"]["2"]["correct"], 0);
+    let records = lines(&dir.path().join("run/eval_before.jsonl"));
+    assert_eq!(records[3]["level"], "2");
+    let text = stdout(&out);
+    assert!(text.contains("50.0% [15.0, 85.0] (2/4"), "{text}");
+    assert!(
+        text.contains("level 1") && text.contains("100.0% [34.2, 100.0] of 2"),
+        "{text}"
+    );
+}
