@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::jsonl::read_jsonl;
 use crate::error::user_error;
 use crate::grade::{gsm8k_answer, gsm8k_gold, last_boxed};
-use crate::recipe::{DataFormat, Limit};
+use crate::recipe::{DataFormat, HashSplit, Limit};
 use crate::rng::Rng;
 
 /// One question.
@@ -33,6 +33,8 @@ pub struct ExampleFormat<'a> {
     pub format: DataFormat,
     pub prompt_field: &'a str,
     pub gold_field: &'a str,
+    /// Which hash half of the file to keep.
+    pub split: HashSplit,
 }
 
 /// Reads `path`, then keeps `limit` examples after a seeded shuffle (`shuffle_seed` 0 keeps the
@@ -129,7 +131,35 @@ pub fn read_examples(
         return Err(user_error(format!("{}: no questions", path.display())));
     }
     check_unique_ids(&out, path)?;
+    out.retain(|ex| in_split(&ex.question, fmt.split));
     Ok(select(out, limit, shuffle_seed))
+}
+
+/// Whether `question` lies in `split`: the halves are the even and odd hashes of its text with
+/// whitespace normalised, so a question lands on the same side in every file and on every run.
+pub fn in_split(question: &str, split: HashSplit) -> bool {
+    let even = crate::rng::hash_str(&normalized(question)).is_multiple_of(2);
+    match split {
+        HashSplit::All => true,
+        HashSplit::Train => even,
+        HashSplit::Eval => !even,
+    }
+}
+
+fn normalized(question: &str) -> String {
+    question.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The eval questions that are also training questions (same text up to whitespace): how many,
+/// and the id of the first.
+pub fn overlap(train: &[Example], eval: &[Example]) -> (usize, Option<String>) {
+    let seen: std::collections::HashSet<String> =
+        train.iter().map(|e| normalized(&e.question)).collect();
+    let shared: Vec<&Example> = eval
+        .iter()
+        .filter(|e| seen.contains(&normalized(&e.question)))
+        .collect();
+    (shared.len(), shared.first().map(|e| e.id.clone()))
 }
 
 /// A line's `level` field as text (a number or a string), if any.

@@ -7,7 +7,9 @@ mod jsonl;
 mod pairs;
 mod source;
 
-pub use examples::{Example, ExampleFormat, clean_gsm8k_solution, read_examples, select};
+pub use examples::{
+    Example, ExampleFormat, clean_gsm8k_solution, in_split, overlap, read_examples, select,
+};
 pub use jsonl::{JsonlLine, read_jsonl};
 pub use pairs::{PairRecord, read_pairs};
 pub use source::local_path;

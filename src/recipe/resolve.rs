@@ -222,7 +222,20 @@ fn data(ctx: &Ctx, r: &RawData) -> Result<DataSpec> {
         instruction: r.instruction.clone(),
         limit: Limit::from_count(r.limit),
         shuffle_seed: r.shuffle_seed,
+        split: hash_split(ctx, "data.split", &r.split)?,
     })
+}
+
+fn hash_split(ctx: &Ctx, key: &str, v: &str) -> Result<HashSplit> {
+    ctx.choice(
+        key,
+        v,
+        &[
+            ("all", HashSplit::All),
+            ("train", HashSplit::Train),
+            ("eval", HashSplit::Eval),
+        ],
+    )
 }
 
 fn sampling(ctx: &Ctx, r: &RawSampling, model: &ModelSource) -> Result<SampleSpec> {
@@ -428,6 +441,8 @@ fn eval(ctx: &Ctx, r: &RawEval) -> Result<EvalSpec> {
             EvalData::Source(data_source(&r.data))
         },
         limit: Limit::from_count(r.limit),
+        split: hash_split(ctx, "eval.split", &r.split)?,
+        allow_overlap: r.allow_overlap,
         max_new_tokens: ctx.at_least_one("eval.max_new_tokens", r.max_new_tokens)?,
         batch_size: ctx.at_least_one("eval.batch_size", r.batch_size)?,
         before: r.before,

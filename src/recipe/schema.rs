@@ -83,6 +83,7 @@ pub struct RawData {
     pub instruction: String,
     pub limit: usize,
     pub shuffle_seed: u64,
+    pub split: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +191,8 @@ pub struct RawLora {
 pub struct RawEval {
     pub data: String,
     pub limit: usize,
+    pub split: String,
+    pub allow_overlap: bool,
     pub max_new_tokens: usize,
     pub batch_size: usize,
     pub before: bool,

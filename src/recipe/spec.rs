@@ -142,6 +142,15 @@ pub enum DataFormat {
     Pairs,
 }
 
+/// Which half of a questions file to use, by a hash of each question: `Train` and `Eval` are
+/// disjoint and together make `All` (for a file with no split of its own, such as MATH-500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashSplit {
+    All,
+    Train,
+    Eval,
+}
+
 /// How many items to keep.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
@@ -165,6 +174,7 @@ pub struct DataSpec {
     pub limit: Limit,
     /// 0 keeps file order.
     pub shuffle_seed: u64,
+    pub split: HashSplit,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -392,6 +402,9 @@ pub enum EvalData {
 pub struct EvalSpec {
     pub data: EvalData,
     pub limit: Limit,
+    pub split: HashSplit,
+    /// Allow eval questions that are also training questions (a warning instead of an error).
+    pub allow_overlap: bool,
     pub max_new_tokens: usize,
     pub batch_size: usize,
     pub before: bool,

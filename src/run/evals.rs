@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::context::Run;
 use super::{keys, write_jsonl};
 use crate::data::{Example, ExampleFormat, local_path, read_examples};
-use crate::recipe::{DataFormat, EvalData};
+use crate::recipe::{DataFormat, EvalData, HashSplit};
 use crate::stages::eval::{EvalResult, EvalSetup, evaluate};
 use crate::store::sha256_path;
 
@@ -28,6 +28,7 @@ pub(super) fn eval_examples(run: &Run) -> Result<Option<(PathBuf, Vec<Example>)>
         format,
         prompt_field: &d.prompt_field,
         gold_field: &d.gold_field,
+        split: run.recipe.eval.split,
     };
     let examples = read_examples(&path, &fmt, run.recipe.eval.limit, 0)?;
     Ok(Some((path, examples)))
@@ -49,7 +50,11 @@ pub(super) fn eval_model(
         batch_size: e.batch_size,
         stop: &run.recipe.sampling.stop,
     };
-    let selection = format!("{:?}", e.limit);
+    // The split joins the selection only when it is not "all", so older eval caches stay valid.
+    let selection = match e.split {
+        HashSplit::All => format!("{:?}", e.limit),
+        split => format!("{:?}|{split:?}", e.limit),
+    };
     let key = keys::eval_key(model_sha, &sha256_path(data)?, &selection, &setup);
     let cache = run
         .recipe

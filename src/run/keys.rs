@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::data::PairRecord;
 use crate::model::ChatTemplate;
-use crate::recipe::{DataSpec, OpenAiApi, SampleSpec, SamplingBackend};
+use crate::recipe::{DataSpec, HashSplit, OpenAiApi, SampleSpec, SamplingBackend};
 use crate::stages::eval::EvalSetup;
 use crate::stages::sample::SamplingServer;
 use crate::store::{Hasher, content_key, trainer_version};
@@ -26,10 +26,15 @@ fn prompt_key<'a>(template: &ChatTemplate, instruction: &'a str) -> PromptKey<'a
 }
 
 fn data_key(data: &DataSpec) -> String {
-    format!(
+    let key = format!(
         "{:?}|{}|{}|{:?}|{}",
         data.format, data.prompt_field, data.gold_field, data.limit, data.shuffle_seed
-    )
+    );
+    // Only a real split joins the key, so the keys of existing caches do not move.
+    match data.split {
+        HashSplit::All => key,
+        split => format!("{key}|{split:?}"),
+    }
 }
 
 /// What identifies samples drawn on a server: where, which model, which endpoint, which extra

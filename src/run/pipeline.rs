@@ -10,7 +10,9 @@ use super::evals::{eval_examples, eval_model};
 use super::manifest::write_manifest;
 use super::summary::{RunSummary, write_plots};
 use super::{RunRequest, Until, keys, write_jsonl};
-use crate::data::{Example, ExampleFormat, PairRecord, local_path, read_examples, read_pairs};
+use crate::data::{
+    Example, ExampleFormat, PairRecord, local_path, overlap, read_examples, read_pairs,
+};
 use crate::error::user_error;
 use crate::grade::Verdict;
 use crate::recipe::{DataFormat, PairMode};
@@ -74,6 +76,29 @@ fn pipeline(
         None
     };
     let data_sha = sha256_path(&train_path)?;
+    // The training questions, read before any model work so that an eval set sharing questions
+    // with them stops the run first.
+    let questions = if spec.format == DataFormat::Pairs
+        || matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_))
+    {
+        None
+    } else {
+        let fmt = ExampleFormat {
+            format: spec.format,
+            prompt_field: &spec.prompt_field,
+            gold_field: &spec.gold_field,
+            split: spec.split,
+        };
+        Some(read_examples(
+            &train_path,
+            &fmt,
+            spec.limit,
+            spec.shuffle_seed,
+        )?)
+    };
+    if let (Some(train), Some((_, eval))) = (&questions, &evals) {
+        check_overlap(run, train, eval)?;
+    }
     let samples_ahead = spec.format != DataFormat::Pairs
         && !matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_));
     let server = if samples_ahead {
@@ -118,12 +143,7 @@ fn pipeline(
             None,
         )
     } else {
-        let fmt = ExampleFormat {
-            format: spec.format,
-            prompt_field: &spec.prompt_field,
-            gold_field: &spec.gold_field,
-        };
-        let examples = read_examples(&train_path, &fmt, spec.limit, spec.shuffle_seed)?;
+        let examples = questions.unwrap_or_default();
         let key = sample_key.clone().unwrap_or_default();
         let stage = QuestionStage {
             run,
@@ -269,6 +289,26 @@ impl QuestionStage<'_> {
         }
         Ok(Some(rows))
     }
+}
+
+/// Stops the run (or warns, with `eval.allow_overlap`) when eval questions are training questions.
+fn check_overlap(run: &Run, train: &[Example], eval: &[Example]) -> Result<()> {
+    let (count, first) = overlap(train, eval);
+    let Some(first) = first else {
+        return Ok(());
+    };
+    let what = format!(
+        "{count} of the {} eval questions are also training questions (the first: {first})",
+        eval.len()
+    );
+    if run.recipe.eval.allow_overlap {
+        tracing::warn!("{what}; eval.allow_overlap = true, so the eval goes on");
+        return Ok(());
+    }
+    Err(user_error(format!(
+        "{what}: the eval would measure memorisation. Split one file into disjoint halves with \
+         data.split = \"train\" and eval.split = \"eval\", or set eval.allow_overlap = true"
+    )))
 }
 
 /// `pairs.jsonl` (the on-policy rows with their reference log-probs, or the given pairs) and

@@ -450,3 +450,110 @@ fn eval_reports_a_wilson_interval_and_accuracy_per_level() {
         "{text}"
     );
 }
+
+#[test]
+fn an_eval_set_sharing_training_questions_stops_the_run_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let train = dir.path().join("train.jsonl");
+    let same = format!("eval.data=\"{}\"", train.display());
+    let out = run(dir.path(), &recipe, "run", &[&same]);
+    crate::common::assert_user_error(
+        &out,
+        &[
+            "6 of the 6 eval questions are also training questions",
+            "train:1",
+            "eval.split",
+        ],
+    );
+    assert!(
+        !dir.path().join("run/eval_before.jsonl").exists(),
+        "the eval ran"
+    );
+    let allowed = run(
+        dir.path(),
+        &recipe,
+        "run2",
+        &[&same, "eval.allow_overlap=true"],
+    );
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert!(stderr(&allowed).contains("eval.allow_overlap = true, so the eval goes on"));
+}
+
+#[test]
+fn hash_halves_of_one_file_are_disjoint_and_cover_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let file = questions(dir.path(), "all.jsonl", 40, 100);
+    let data = format!("data.train=\"{}\"", file.display());
+    let eval = format!("eval.data=\"{}\"", file.display());
+    let out = run(
+        dir.path(),
+        &recipe,
+        "run",
+        &[
+            &data,
+            &eval,
+            "data.split=\"train\"",
+            "eval.split=\"eval\"",
+            "sampling.n=2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids = |name: &str, field: &str| -> std::collections::BTreeSet<String> {
+        lines(&dir.path().join("run").join(name))
+            .iter()
+            .map(|v| v[field].as_str().unwrap().to_string())
+            .collect()
+    };
+    let trained = ids("grades.jsonl", "example_id");
+    let evaluated = ids("eval_before.jsonl", "id");
+    assert!(
+        trained.len() >= 10 && evaluated.len() >= 10,
+        "{trained:?} {evaluated:?}"
+    );
+    assert!(trained.is_disjoint(&evaluated), "{trained:?} {evaluated:?}");
+    assert_eq!(trained.len() + evaluated.len(), 40);
+    let bad = run(dir.path(), &recipe, "run3", &["data.split=\"half\""]);
+    crate::common::assert_user_error(
+        &bad,
+        &["data.split", "`half` is not one of: all, train, eval"],
+    );
+}
+
+#[test]
+fn math500_splits_into_two_disjoint_halves_of_about_250() {
+    let Some(shared) = crate::common::shared() else {
+        return;
+    };
+    use trainer::data::{ExampleFormat, read_examples};
+    use trainer::recipe::{DataFormat, HashSplit, Limit};
+    let path = shared.join("data/math500/test.jsonl");
+    let half = |split| {
+        let fmt = ExampleFormat {
+            format: DataFormat::Math,
+            prompt_field: "problem",
+            gold_field: "answer",
+            split,
+        };
+        read_examples(&path, &fmt, Limit::All, 0)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (train, eval) = (half(HashSplit::Train), half(HashSplit::Eval));
+    assert_eq!(train.len() + eval.len(), 500);
+    assert!(train.is_disjoint(&eval));
+    assert!(
+        (200..=300).contains(&train.len()),
+        "{} / {}",
+        train.len(),
+        eval.len()
+    );
+    println!(
+        "MATH-500 halves: {} train, {} eval",
+        train.len(),
+        eval.len()
+    );
+}
