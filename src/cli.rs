@@ -80,6 +80,29 @@ pub enum Command {
     Bench(BenchArgs),
     /// Compare finished runs: accuracy by method and weighting, mean ± std over seeds.
     Compare(CompareArgs),
+    /// Run a grid of recipe values × seeds and summarise it with intervals and paired differences.
+    Sweep(SweepArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// One axis of the grid, `KEY=V1,V2,...` (repeatable; values are TOML, bare words are strings).
+    #[arg(long, value_name = "KEY=V1,V2", required = true)]
+    pub grid: Vec<String>,
+    /// The seeds of every cell (`run.seed` and `sampling.seed`): `A..B` or `1,2,3`.
+    #[arg(long, default_value = "1..3")]
+    pub seeds: String,
+    /// The cell value the others are compared with, seed by seed, e.g. `weight.scheme=uniform`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub baseline: Option<String>,
+    /// The experiment script of every run.
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// The sweep folder: one run folder per cell and seed, and the summary files.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,5 @@
-//! Interval estimates for the numbers a run reports: Wilson score intervals for an accuracy.
+//! Interval estimates for the numbers a run reports: Wilson score intervals for an accuracy,
+//! Student t intervals for a mean over seeds.
 
 /// The normal quantile of a two-sided 95 % interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
@@ -16,6 +17,40 @@ pub fn wilson(correct: usize, total: usize) -> (f64, f64) {
     let center = (p + z2 / (2.0 * n)) / denom;
     let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
     ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// The 0.975 quantile of Student's t distribution for 1–30 degrees of freedom (the standard
+/// table values); more degrees of freedom use 2.042 down to the normal 1.96 (see [`t975`]).
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+];
+
+/// The two-sided 95 % quantile of Student's t with `df` degrees of freedom (`df` ≥ 1).
+pub fn t975(df: usize) -> f64 {
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => T975[df - 1],
+        31..=60 => 2.0,
+        _ => Z95,
+    }
+}
+
+/// A mean with its 95 % Student t interval: `(mean, low, high)`; a single value has no interval
+/// (`low` = `high` = the value, and `None` is returned for an empty slice).
+pub fn mean_interval(values: &[f64]) -> Option<(f64, f64, f64)> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return Some((mean, mean, mean));
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let half = t975(n - 1) * (var / n as f64).sqrt();
+    Some((mean, mean - half, mean + half))
 }
 
 #[cfg(test)]
@@ -43,5 +78,20 @@ mod tests {
             );
         }
         assert_eq!(wilson(0, 0), (0.0, 1.0));
+    }
+
+    /// Reference: mean 3, sample sd 1.5811 (values 1..5), t(4) = 2.776, half-width
+    /// 2.776 · 1.5811 / √5 = 1.9630 (scipy.stats.t.interval(0.95, 4, 3, sem) gives 1.9632 with
+    /// the unrounded quantile 2.7764).
+    #[test]
+    fn t_intervals_use_the_table_quantile() {
+        let (m, lo, hi) = mean_interval(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        assert_eq!(m, 3.0);
+        assert!((hi - m - 1.962_95).abs() < 1e-4, "{lo} {hi}");
+        assert!((m - lo - (hi - m)).abs() < 1e-12);
+        assert_eq!(mean_interval(&[2.5]), Some((2.5, 2.5, 2.5)));
+        assert_eq!(mean_interval(&[]), None);
+        assert_eq!(t975(1), 12.706);
+        assert_eq!(t975(1000), Z95);
     }
 }

@@ -9,6 +9,7 @@ mod pipeline;
 mod recipe;
 pub mod reproduce;
 pub mod score;
+mod sweep;
 
 use anyhow::Result;
 
@@ -33,5 +34,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Reproduce(args)) => reproduce::reproduce(&args.run_dir),
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Compare(args)) => compare::compare(&args.runs, &args.out),
+        Some(Command::Sweep(args)) => sweep::sweep(&args),
     }
 }

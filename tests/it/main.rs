@@ -18,6 +18,7 @@ mod reproduce;
 mod resume;
 mod scripts;
 mod smollm2;
+mod sweep;
 mod tiny_models;
 mod weights;
 mod wpo;

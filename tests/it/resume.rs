@@ -337,3 +337,44 @@ fn sigterm_during_the_warm_start_exits_130_and_caches_no_model() {
         "an interrupted warm start cached a model: {cached:?}"
     );
 }
+
+#[test]
+fn a_sweep_killed_mid_run_skips_its_finished_runs_and_resumes_the_cut_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let recipe = slow_world(d);
+    // The pipeline's arguments with `sweep` in front, a grid of one cell and two seeds.
+    let mut sweep_args: Vec<String> = vec!["sweep".into()];
+    sweep_args.extend(args(d, &recipe, "sw"));
+    sweep_args.extend(["--grid", "loss.name=dpo", "--seeds", "1..2"].map(String::from));
+    let out = d.join("sw");
+    let (first, second) = (
+        out.join("loss.name-dpo/seed-1"),
+        out.join("loss.name-dpo/seed-2"),
+    );
+
+    let log = d.join("sweep1.log");
+    let mut child = spawn(&sweep_args, &log);
+    wait_for(&mut child, &log, "the second run's first samples", || {
+        first.join("summary.json").is_file() && second.join("in_progress").is_file()
+    });
+    kill(&mut child);
+    assert!(
+        !second.join("summary.json").exists(),
+        "killed after the second run finished"
+    );
+    let summary = std::fs::read(first.join("summary.json")).unwrap();
+
+    let log = d.join("sweep2.log");
+    let (code, text) = finish(spawn(&sweep_args, &log), &log);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("seed 1): finished, skipped"), "{text}");
+    assert_eq!(
+        std::fs::read(first.join("summary.json")).unwrap(),
+        summary,
+        "run 1 was rerun"
+    );
+    assert!(second.join("summary.json").is_file() && !second.join("in_progress").exists());
+    let jsonl = std::fs::read_to_string(out.join("sweep.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 2, "{jsonl}");
+}

@@ -1,0 +1,437 @@
+//! `trainer sweep`: every cell of a grid of recipe values × every seed, run one after another with
+//! shared caches (a changed loss never resamples), resumable (finished runs are skipped, an
+//! interrupted one resumes), summarised per cell with intervals over seeds and paired differences
+//! to a baseline cell.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cli::SweepArgs;
+use crate::error::user_error;
+use crate::plot::{Bar, bar_chart};
+use crate::recipe::{self, RecipeInput};
+use crate::run::{RunRequest, Until};
+use crate::stats::mean_interval;
+use crate::store::write_atomic;
+
+/// One axis of the grid: a recipe key and its values (TOML, bare words are strings).
+#[derive(Debug, Clone)]
+struct Axis {
+    key: String,
+    values: Vec<String>,
+}
+
+/// One cell: a value per axis.
+type Cell = Vec<(String, String)>;
+
+/// One finished run of the sweep, as `sweep.jsonl` holds it.
+#[derive(Debug, Clone, Serialize)]
+struct Outcome {
+    cell: String,
+    seed: u64,
+    run_dir: String,
+    accuracy_before: Option<f64>,
+    accuracy_after: Option<f64>,
+    correct_after: Option<u64>,
+    total_after: Option<u64>,
+}
+
+/// `--grid KEY=V1,V2`.
+fn parse_axis(arg: &str) -> Result<Axis> {
+    let Some((key, list)) = arg.split_once('=') else {
+        return Err(user_error(format!(
+            "--grid {arg}: expected KEY=V1,V2,..., e.g. --grid loss.name=dpo,ipo"
+        )));
+    };
+    let values: Vec<String> = list.split(',').map(|v| v.trim().to_string()).collect();
+    if key.trim().is_empty() || values.iter().any(String::is_empty) {
+        return Err(user_error(format!(
+            "--grid {arg}: needs a key and a non-empty list of values"
+        )));
+    }
+    Ok(Axis {
+        key: key.trim().to_string(),
+        values,
+    })
+}
+
+/// `--seeds 1..5` (inclusive) or `--seeds 1,2,3`.
+fn parse_seeds(arg: &str) -> Result<Vec<u64>> {
+    let bad = || user_error(format!("--seeds {arg}: expected A..B or a list like 1,2,3"));
+    let seeds: Vec<u64> = match arg.split_once("..") {
+        Some((a, b)) => {
+            let (a, b): (u64, u64) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            (a..=b).collect()
+        }
+        None => arg
+            .split(',')
+            .map(|s| s.trim().parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?,
+    };
+    if seeds.is_empty() {
+        return Err(bad());
+    }
+    Ok(seeds)
+}
+
+fn cells(axes: &[Axis]) -> Vec<Cell> {
+    let mut out: Vec<Cell> = vec![Vec::new()];
+    for axis in axes {
+        out = out
+            .into_iter()
+            .flat_map(|cell| {
+                axis.values.iter().map(move |v| {
+                    let mut c = cell.clone();
+                    c.push((axis.key.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+fn cell_name(cell: &Cell) -> String {
+    let parts: Vec<String> = cell.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if parts.is_empty() {
+        "base".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// A folder name for a cell: `loss.name-dpo__weight.scheme-uniform`.
+fn cell_dir(cell: &Cell) -> String {
+    let name: String = cell
+        .iter()
+        .map(|(k, v)| format!("{k}-{v}"))
+        .collect::<Vec<_>>()
+        .join("__");
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() { "base".into() } else { name }
+}
+
+/// The recipe layers of one run: the user's `--set`s, then the cell's values, then the seed.
+fn input(args: &SweepArgs, cell: &Cell, seed: u64, out: PathBuf) -> RecipeInput {
+    let mut sets = args.recipe.set.clone();
+    sets.extend(cell.iter().map(|(k, v)| format!("{k}={v}")));
+    sets.push(format!("run.seed={seed}"));
+    sets.push(format!("sampling.seed={seed}"));
+    RecipeInput {
+        config: args.recipe.config.clone(),
+        sets,
+        script: args.script.clone(),
+        out: Some(out),
+        ..RecipeInput::default()
+    }
+}
+
+/// Runs the sweep and writes its summary.
+pub fn sweep(args: &SweepArgs) -> Result<()> {
+    let axes: Vec<Axis> = args
+        .grid
+        .iter()
+        .map(|g| parse_axis(g))
+        .collect::<Result<_>>()?;
+    let seeds = parse_seeds(&args.seeds)?;
+    let baseline = args.baseline.as_deref().map(parse_axis).transpose()?;
+    let grid = cells(&axes);
+    if let Some(b) = &baseline
+        && !axes
+            .iter()
+            .any(|a| a.key == b.key && a.values.contains(&b.values[0]))
+    {
+        return Err(user_error(format!(
+            "--baseline {}={}: not a value of any --grid axis",
+            b.key, b.values[0]
+        )));
+    }
+    // Every cell must resolve before any run starts.
+    for cell in &grid {
+        let probe = input(args, cell, seeds[0], args.out.join("check"));
+        recipe::load(&probe)
+            .and_then(|l| l.resolve())
+            .with_context(|| format!("sweep cell {}", cell_name(cell)))?;
+    }
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| user_error(format!("--out {}: {e}", args.out.display())))?;
+    let total = grid.len() * seeds.len();
+    let mut outcomes = Vec::with_capacity(total);
+    for (i, cell) in grid.iter().enumerate() {
+        for (j, &seed) in seeds.iter().enumerate() {
+            let dir = args.out.join(cell_dir(cell)).join(format!("seed-{seed}"));
+            let n = i * seeds.len() + j + 1;
+            if finished(&dir) {
+                tracing::info!(
+                    "sweep run {n}/{total} ({}, seed {seed}): finished, skipped",
+                    cell_name(cell)
+                );
+            } else {
+                tracing::info!("sweep run {n}/{total}: {}, seed {seed}", cell_name(cell));
+                let request = RunRequest {
+                    recipe: input(args, cell, seed, dir.clone()),
+                    ..RunRequest::default()
+                };
+                crate::run::run(&request, Until::All)
+                    .with_context(|| format!("sweep run {}, seed {seed}", cell_name(cell)))?;
+            }
+            outcomes.push(outcome(&dir, cell, seed)?);
+        }
+    }
+    write_outputs(&args.out, &grid, &outcomes, baseline.as_ref())
+}
+
+/// A run folder holding a finished run.
+fn finished(dir: &Path) -> bool {
+    dir.join("summary.json").is_file() && !dir.join("in_progress").exists()
+}
+
+fn outcome(dir: &Path, cell: &Cell, seed: u64) -> Result<Outcome> {
+    let path = dir.join("summary.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let s: serde_json::Value = serde_json::from_str(&text)?;
+    let acc = |which: &str| s[which]["accuracy"].as_f64();
+    Ok(Outcome {
+        cell: cell_name(cell),
+        seed,
+        run_dir: dir.display().to_string(),
+        accuracy_before: acc("eval_before"),
+        accuracy_after: acc("eval_after"),
+        correct_after: s["eval_after"]["correct"].as_u64(),
+        total_after: s["eval_after"]["total"].as_u64(),
+    })
+}
+
+/// One row of the sweep table.
+struct Row {
+    name: String,
+    seeds: usize,
+    after: Option<(f64, f64, f64)>,
+    versus: Option<Versus>,
+}
+
+/// The paired difference of a cell to its baseline partner over the seeds both have.
+enum Versus {
+    IsBaseline,
+    Diff {
+        seeds: usize,
+        interval: (f64, f64, f64),
+    },
+}
+
+fn rows(grid: &[Cell], outcomes: &[Outcome], baseline: Option<&Axis>) -> Vec<Row> {
+    let after_of = |name: &str| -> Vec<(u64, f64)> {
+        outcomes
+            .iter()
+            .filter(|o| o.cell == name)
+            .filter_map(|o| o.accuracy_after.map(|a| (o.seed, a)))
+            .collect()
+    };
+    grid.iter()
+        .map(|cell| {
+            let name = cell_name(cell);
+            let mine = after_of(&name);
+            let values: Vec<f64> = mine.iter().map(|(_, a)| *a).collect();
+            let versus = baseline.map(|b| {
+                let partner: Cell = cell
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            if *k == b.key {
+                                b.values[0].clone()
+                            } else {
+                                v.clone()
+                            },
+                        )
+                    })
+                    .collect();
+                if partner == *cell {
+                    return Versus::IsBaseline;
+                }
+                let theirs = after_of(&cell_name(&partner));
+                let diffs: Vec<f64> = mine
+                    .iter()
+                    .filter_map(|(s, a)| theirs.iter().find(|(t, _)| t == s).map(|(_, b)| a - b))
+                    .collect();
+                match mean_interval(&diffs) {
+                    Some(interval) => Versus::Diff {
+                        seeds: diffs.len(),
+                        interval,
+                    },
+                    None => Versus::Diff {
+                        seeds: 0,
+                        interval: (f64::NAN, f64::NAN, f64::NAN),
+                    },
+                }
+            });
+            Row {
+                name,
+                seeds: values.len(),
+                after: mean_interval(&values),
+                versus,
+            }
+        })
+        .collect()
+}
+
+fn render(rows: &[Row], baseline: Option<&Axis>) -> String {
+    let pct = |(m, lo, hi): (f64, f64, f64)| {
+        format!("{:.1}% [{:.1}, {:.1}]", 100.0 * m, 100.0 * lo, 100.0 * hi)
+    };
+    let mut out = String::new();
+    let head = match baseline {
+        Some(b) => format!(
+            " | paired difference to {}={} (95% t interval) |",
+            b.key, b.values[0]
+        ),
+        None => " |".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "| cell | seeds | accuracy after (mean, 95% t interval over seeds){head}"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | --- | --- |{}",
+        if baseline.is_some() { " --- |" } else { "" }
+    );
+    for r in rows {
+        let after = r.after.map_or("-".to_string(), pct);
+        let versus = match &r.versus {
+            None => String::new(),
+            Some(Versus::IsBaseline) => " baseline |".to_string(),
+            Some(Versus::Diff { seeds: 0, .. }) => " no common seed |".to_string(),
+            Some(Versus::Diff {
+                seeds,
+                interval: (m, lo, hi),
+            }) => {
+                let beyond = if *lo > 0.0 || *hi < 0.0 {
+                    ""
+                } else {
+                    ", within noise"
+                };
+                format!(
+                    " {:+.1} points [{:+.1}, {:+.1}] over {seeds} seeds{beyond} |",
+                    100.0 * m,
+                    100.0 * lo,
+                    100.0 * hi
+                )
+            }
+        };
+        let _ = writeln!(out, "| {} | {} | {after} |{versus}", r.name, r.seeds);
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn write_outputs(
+    dir: &Path,
+    grid: &[Cell],
+    outcomes: &[Outcome],
+    baseline: Option<&Axis>,
+) -> Result<()> {
+    let mut jsonl = String::new();
+    let mut csv = String::from(
+        "cell,seed,accuracy_before,accuracy_after,correct_after,total_after,run_dir\n",
+    );
+    let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let int = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    for o in outcomes {
+        jsonl.push_str(&serde_json::to_string(o)?);
+        jsonl.push('\n');
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{}",
+            csv_field(&o.cell),
+            o.seed,
+            num(o.accuracy_before),
+            num(o.accuracy_after),
+            int(o.correct_after),
+            int(o.total_after),
+            csv_field(&o.run_dir)
+        );
+    }
+    write_atomic(&dir.join("sweep.jsonl"), jsonl.as_bytes())?;
+    write_atomic(&dir.join("sweep.csv"), csv.as_bytes())?;
+    let rows = rows(grid, outcomes, baseline);
+    let table = render(&rows, baseline);
+    write_atomic(&dir.join("sweep.md"), table.as_bytes())?;
+    print!("{table}");
+    let bars: Vec<Bar> = rows
+        .iter()
+        .filter_map(|r| {
+            r.after.map(|(m, lo, hi)| Bar {
+                label: r.name.clone(),
+                value: 100.0 * m,
+                interval: (r.seeds > 1).then_some((100.0 * lo, 100.0 * hi)),
+            })
+        })
+        .collect();
+    if !bars.is_empty() {
+        bar_chart(
+            "accuracy after training (mean, 95% t interval over seeds)",
+            "accuracy (%)",
+            &bars,
+        )
+        .save_png(&dir.join("sweep.png"))?;
+    }
+    eprintln!(
+        "sweep: {} (sweep.jsonl, sweep.csv, sweep.md, sweep.png)",
+        dir.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_specs_and_seed_ranges_parse_or_say_what_is_wrong() {
+        let a = parse_axis("loss.name=dpo, ipo").unwrap();
+        assert_eq!(
+            (a.key.as_str(), a.values.clone()),
+            ("loss.name", vec!["dpo".to_string(), "ipo".to_string()])
+        );
+        assert!(parse_axis("loss.name=").is_err());
+        assert!(parse_axis("loss.name").is_err());
+        assert!(parse_axis("loss.name=dpo,,ipo").is_err());
+        assert_eq!(parse_seeds("1..3").unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_seeds("4, 7").unwrap(), vec![4, 7]);
+        assert!(parse_seeds("3..1").is_err());
+        assert!(parse_seeds("a").is_err());
+    }
+
+    #[test]
+    fn cells_are_the_cartesian_product_in_grid_order() {
+        let axes = [
+            parse_axis("a.x=1,2").unwrap(),
+            parse_axis("b.y=p,q,r").unwrap(),
+        ];
+        let names: Vec<String> = cells(&axes).iter().map(cell_name).collect();
+        assert_eq!(names.len(), 6);
+        assert_eq!(names[0], "a.x=1 b.y=p");
+        assert_eq!(names[5], "a.x=2 b.y=r");
+        assert_eq!(cell_dir(&cells(&axes)[1]), "a.x-1__b.y-q");
+    }
+}
