@@ -14,6 +14,7 @@ use crate::error::user_error;
 use crate::plot::{Bar, bar_chart};
 use crate::recipe::{self, RecipeInput};
 use crate::run::{RunRequest, Until};
+use crate::script::{HookKind, HookSet};
 use crate::stats::mean_interval;
 use crate::store::write_atomic;
 
@@ -161,12 +162,25 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
             b.key, b.values[0]
         )));
     }
-    // Every cell must resolve before any run starts.
+    // Every cell must resolve before any run starts, and no axis may be a key the script
+    // overrides with a hook of its own.
     for cell in &grid {
         let probe = input(args, cell, seeds[0], args.out.join("check"));
-        recipe::load(&probe)
+        let recipe = recipe::load(&probe)
             .and_then(|l| l.resolve())
             .with_context(|| format!("sweep cell {}", cell_name(cell)))?;
+        let hooks = HookSet::load(&recipe)?;
+        for kind in HookKind::ALL {
+            if hooks.from_script(kind) && axes.iter().any(|a| a.key == kind.recipe_key()) {
+                return Err(user_error(format!(
+                    "--grid {}: the script defines fn {}, which takes the place of {}; this axis \
+                     would change nothing (drop --script, or the hook from the script)",
+                    kind.recipe_key(),
+                    kind.signature(),
+                    kind.recipe_key()
+                )));
+            }
+        }
     }
     std::fs::create_dir_all(&args.out)
         .map_err(|e| user_error(format!("--out {}: {e}", args.out.display())))?;

@@ -18,6 +18,8 @@ pub struct HookSet {
     /// `None`: the built-in most-frequent-wrong rule.
     pub pair: Option<HookRef>,
     pub loss: HookRef,
+    /// The experiment script's unit, when the run has one.
+    script: Option<UnitId>,
 }
 
 impl HookSet {
@@ -56,7 +58,20 @@ impl HookSet {
             weight,
             pair,
             loss,
+            script,
         })
+    }
+
+    /// Whether the experiment script defines the hook of `kind` (so the recipe key that would
+    /// choose it, [`HookKind::recipe_key`], has no effect).
+    pub fn from_script(&self, kind: HookKind) -> bool {
+        let hook = match kind {
+            HookKind::Grade => Some(self.grade),
+            HookKind::Weight => Some(self.weight),
+            HookKind::Pair => self.pair,
+            HookKind::Loss => Some(self.loss),
+        };
+        matches!((hook, self.script), (Some(h), Some(s)) if h.unit == s)
     }
 
     /// Where each hook comes from, for logs and the run summary.

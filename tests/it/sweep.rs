@@ -81,7 +81,19 @@ fn a_sweep_runs_every_cell_and_seed_once_and_summarises_them() {
 #[test]
 fn bad_grid_specs_exit_2_naming_them_before_any_run() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &[&str]); 5] = [
+    let cases: [(&[&str], &[&str]); 6] = [
+        (
+            &[
+                "--script",
+                "scripts/plug_and_play.rhai",
+                "--grid",
+                "weight.scheme=uniform",
+            ],
+            &[
+                "--grid weight.scheme",
+                "the script defines fn weight(stats)",
+            ],
+        ),
         (
             &["--grid", "train.lrr=1,2"],
             &["train.lrr", "unknown recipe key"],
