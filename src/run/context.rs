@@ -60,6 +60,15 @@ impl Run {
         }
         for (kind, source) in hooks.describe() {
             tracing::info!("hook {}: {source}", kind.signature());
+            let set_by = crate::recipe::describe_source(&layered.figment, kind.recipe_key());
+            if hooks.from_script(kind) && set_by != "default" {
+                tracing::warn!(
+                    "{} (set by {set_by}) has no effect: the script defines fn {}, which takes \
+                     its place",
+                    kind.recipe_key(),
+                    kind.signature()
+                );
+            }
         }
         // Whether `--out` may be used is settled before any work; the folder is made only once
         // the model has loaded, so a bad model or export leaves none.

@@ -557,3 +557,28 @@ fn math500_splits_into_two_disjoint_halves_of_about_250() {
         eval.len()
     );
 }
+
+#[test]
+fn a_recipe_key_the_script_overrides_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let out = run(
+        dir.path(),
+        &recipe,
+        "run",
+        &["weight.scheme=\"uniform\"", "eval.data=\"\""],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("weight.scheme (set by --set weight.scheme=\"uniform\") has no effect")
+            && err.contains("fn weight(stats)"),
+        "{err}"
+    );
+    let quiet = run(dir.path(), &recipe, "run2", &["eval.data=\"\""]);
+    assert!(
+        !stderr(&quiet).contains("has no effect"),
+        "{}",
+        stderr(&quiet)
+    );
+}
