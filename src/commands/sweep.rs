@@ -107,6 +107,17 @@ fn cell_name(cell: &Cell) -> String {
     }
 }
 
+/// `dpo\nuniform` for a cell `loss.name=dpo weight.scheme=uniform`: values only, the last axis on
+/// the second line, so that bars of one value of the last axis share a colour.
+fn chart_label(cell: &Cell) -> String {
+    let values: Vec<&str> = cell.iter().map(|(_, v)| v.as_str()).collect();
+    match values.split_last() {
+        None => "base".to_string(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{}\n{last}", rest.join(" ")),
+    }
+}
+
 /// A folder name for a cell: `loss.name-dpo__weight.scheme-uniform`.
 fn cell_dir(cell: &Cell) -> String {
     let name: String = cell
@@ -235,6 +246,8 @@ fn outcome(dir: &Path, cell: &Cell, seed: u64) -> Result<Outcome> {
 /// One row of the sweep table.
 struct Row {
     name: String,
+    /// The cell's values only, the last axis on a second line (the chart's label and series).
+    label: String,
     seeds: usize,
     after: Option<(f64, f64, f64)>,
     versus: Option<Versus>,
@@ -297,6 +310,7 @@ fn rows(grid: &[Cell], outcomes: &[Outcome], baseline: Option<&Axis>) -> Vec<Row
             });
             Row {
                 name,
+                label: chart_label(cell),
                 seeds: values.len(),
                 after: mean_interval(&values),
                 versus,
@@ -395,7 +409,7 @@ fn write_outputs(
         .iter()
         .filter_map(|r| {
             r.after.map(|(m, lo, hi)| Bar {
-                label: r.name.clone(),
+                label: r.label.clone(),
                 value: 100.0 * m,
                 interval: (r.seeds > 1).then_some((100.0 * lo, 100.0 * hi)),
             })
@@ -403,7 +417,7 @@ fn write_outputs(
         .collect();
     if !bars.is_empty() {
         bar_chart(
-            "accuracy after training (mean, 95% t interval over seeds)",
+            "accuracy after (95% t interval over seeds)",
             "accuracy (%)",
             &bars,
         )
