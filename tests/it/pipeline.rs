@@ -582,3 +582,27 @@ fn a_recipe_key_the_script_overrides_is_warned_about() {
         stderr(&quiet)
     );
 }
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let out = trainer(
+        &[
+            "--config",
+            recipe.to_str().unwrap(),
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+            "--set",
+            "eval.data=\"\"",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("INFO"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escape in piped logs: {err:?}"
+    );
+}
