@@ -16,9 +16,9 @@ pub use load::{
 pub use resolve::{LOSS_BATCH_FIELDS, WEIGHT_STATS_FIELDS};
 pub use schema::RawRecipe;
 pub use spec::{
-    ApiKey, DTypeChoice, DataFormat, DataSource, DataSpec, EvalData, EvalSpec, GradeSpec,
-    HashSplit, HookParam, HookSource, Limit, LoraSpec, LossSpec, ModelSource, ModelSpec, OpenAiApi,
-    OpenAiSpec, OutDir, PairMode, PairRule, PairSpec, Recipe, RunSpec, SampleSpec, SamplingBackend,
-    Schedule, ScriptChoice, ScriptLimits, ServedModel, SftSpec, TemplateChoice, TokenizerChoice,
-    TrainSpec, WeightPlacement, WeightSpec, Weighting,
+    ApiKey, DTypeChoice, DataFormat, DataSource, DataSpec, EvalData, EvalGrader, EvalSpec,
+    GradeSpec, HashSplit, HookParam, HookSource, Limit, LoraSpec, LossSpec, ModelSource, ModelSpec,
+    OpenAiApi, OpenAiSpec, OutDir, PairMode, PairRule, PairSpec, Recipe, RunSpec, SampleSpec,
+    SamplingBackend, Schedule, ScriptChoice, ScriptLimits, ServedModel, SftSpec, TemplateChoice,
+    TokenizerChoice, TrainSpec, WeightPlacement, WeightSpec, Weighting,
 };

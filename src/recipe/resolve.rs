@@ -78,7 +78,7 @@ impl Layered {
             pairs: pairs(&ctx, &r.pairs)?,
             loss: loss(&ctx, &r.loss)?,
             train: train(&ctx, &r.train)?,
-            eval: eval(&ctx, &r.eval)?,
+            eval: eval(&ctx, &r.eval, &r.data.format)?,
         })
     }
 }
@@ -433,8 +433,21 @@ fn lora(ctx: &Ctx, r: &RawLora) -> Result<LoraSpec> {
     }))
 }
 
-fn eval(ctx: &Ctx, r: &RawEval) -> Result<EvalSpec> {
+fn eval(ctx: &Ctx, r: &RawEval, data_format: &str) -> Result<EvalSpec> {
+    let grader = match r.grader.as_str() {
+        "native" => EvalGrader::Hook(HookSource::Plugin(
+            match data_format {
+                "math" => "math",
+                "prompts" => "exact",
+                _ => "gsm8k",
+            }
+            .to_string(),
+        )),
+        "same" => EvalGrader::SameAsTraining,
+        other => EvalGrader::Hook(non_empty_hook(ctx, "eval.grader", other)?),
+    };
     Ok(EvalSpec {
+        grader,
         data: if r.data.trim().is_empty() {
             EvalData::Disabled
         } else {

@@ -193,6 +193,7 @@ pub struct RawEval {
     pub limit: usize,
     pub split: String,
     pub allow_overlap: bool,
+    pub grader: String,
     pub max_new_tokens: usize,
     pub batch_size: usize,
     pub before: bool,

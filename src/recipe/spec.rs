@@ -151,6 +151,15 @@ pub enum HashSplit {
     Eval,
 }
 
+/// The grader of the held-out eval: by default the data's own (native) one, so that a custom
+/// training grader cannot change the metric.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalGrader {
+    /// The run's grade hook (`grade.grader`, or the script's `fn grade`).
+    SameAsTraining,
+    Hook(HookSource),
+}
+
 /// How many items to keep.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
@@ -405,6 +414,8 @@ pub struct EvalSpec {
     pub split: HashSplit,
     /// Allow eval questions that are also training questions (a warning instead of an error).
     pub allow_overlap: bool,
+    /// What grades the held-out answers.
+    pub grader: EvalGrader,
     pub max_new_tokens: usize,
     pub batch_size: usize,
     pub before: bool,

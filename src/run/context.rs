@@ -119,6 +119,10 @@ impl Run {
             .into_iter()
             .map(|(k, v)| (k.name().to_string(), v))
             .collect();
+        summary.hooks.insert(
+            "eval_grade".into(),
+            self.hooks.host.file(self.hooks.eval_grade.unit).to_string(),
+        );
         summary.weighting = match self.recipe.loss.weighting {
             Weighting::None => "none".into(),
             Weighting::Wpo { .. } => "wpo".into(),

@@ -66,7 +66,7 @@ pub(super) fn eval_model(
         &run.model,
         &setup,
         examples,
-        (&run.hooks.host, run.hooks.grade),
+        (&run.hooks.host, run.hooks.eval_grade),
         Some(&cache),
         &format!("eval {label}"),
     )?;

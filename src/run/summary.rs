@@ -16,7 +16,8 @@ use crate::train::StepMetrics;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
     pub run_dir: String,
-    /// Where each hook came from (`grade`, `weight`, `pair`, `loss` → file).
+    /// Where each hook came from (`grade`, `weight`, `pair`, `loss`, and `eval_grade`, the
+    /// eval's grader → file).
     pub hooks: std::collections::BTreeMap<String, String>,
     /// `loss.weighting` ("none" or "wpo").
     pub weighting: String,

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::error::user_error;
-use crate::recipe::{HookSource, PairRule, Recipe, ScriptChoice};
+use crate::recipe::{EvalGrader, HookSource, PairRule, Recipe, ScriptChoice};
 use crate::script::{HookKind, HookRef, ScriptHost, UnitId};
 
 /// The hooks of one run, compiled into one host.
@@ -18,6 +18,8 @@ pub struct HookSet {
     /// `None`: the built-in most-frequent-wrong rule.
     pub pair: Option<HookRef>,
     pub loss: HookRef,
+    /// The grader of the held-out eval (`eval.grader`; the data's native one by default).
+    pub eval_grade: HookRef,
     /// The experiment script's unit, when the run has one.
     script: Option<UnitId>,
 }
@@ -52,8 +54,14 @@ impl HookSet {
                 PairRule::Hook(source) => Some(from_source(&mut host, HookKind::Pair, source)?),
             },
         };
+        let eval_grade = match &recipe.eval.grader {
+            EvalGrader::SameAsTraining => grade,
+            EvalGrader::Hook(source) => from_source(&mut host, HookKind::Grade, source)
+                .map_err(|e| user_error(format!("recipe key `eval.grader`: {e:#}")))?,
+        };
         Ok(HookSet {
             host,
+            eval_grade,
             grade,
             weight,
             pair,

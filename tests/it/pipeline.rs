@@ -413,7 +413,7 @@ fn eval_reports_a_wilson_interval_and_accuracy_per_level() {
         "first_two.rhai",
         "fn grade(response, example) { example.id.ends_with(\":1\") || example.id.ends_with(\":2\") }\n",
     );
-    let grade = format!("grade.grader=\"{}\"", grader.display());
+    let grade = format!("eval.grader=\"{}\"", grader.display());
     let out = trainer(
         &[
             "eval",
@@ -605,4 +605,48 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         !err.contains('\u{1b}'),
         "ANSI escape in piped logs: {err:?}"
     );
+}
+
+#[test]
+fn a_lenient_training_grader_does_not_change_the_eval_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "");
+    let lenient = write(
+        dir.path(),
+        "lenient.rhai",
+        "fn grade(response, example) { true }\n",
+    );
+    let grade = format!("grade.grader=\"{}\"", lenient.display());
+    let accuracy = |out: &str, sets: &[&str]| -> (f64, String) {
+        let out_dir = dir.path().join(out);
+        let mut args = vec![
+            "eval",
+            "--config",
+            recipe.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--set",
+            grade.as_str(),
+        ];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let o = trainer(&args, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(out).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        (
+            s["eval_before"]["accuracy"].as_f64().unwrap(),
+            s["hooks"]["eval_grade"].as_str().unwrap().to_string(),
+        )
+    };
+    // The tiny random model answers nothing right: the native GSM8K grader says 0 %.
+    let (native, by) = accuracy("native", &[]);
+    assert_eq!(native, 0.0);
+    assert_eq!(by, "plugins/grade/gsm8k.rhai");
+    let (same, by) = accuracy("same", &["eval.grader=\"same\""]);
+    assert_eq!(same, 1.0, "eval.grader = \"same\" uses the lenient grader");
+    assert!(by.ends_with("lenient.rhai"), "{by}");
 }
