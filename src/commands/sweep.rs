@@ -173,8 +173,8 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
             b.key, b.values[0]
         )));
     }
-    // Every cell must resolve before any run starts, and no axis may be a key the script
-    // overrides with a hook of its own.
+    // Every cell must resolve and compile its hooks (a bad plugin name stops here) before any run
+    // starts, and no axis may be a key the script overrides with a hook of its own.
     for cell in &grid {
         let probe = input(args, cell, seeds[0], args.out.join("check"));
         let recipe = recipe::load(&probe)

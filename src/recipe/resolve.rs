@@ -64,11 +64,19 @@ impl Layered {
         };
         let r = &self.raw;
         let model = model(&ctx, &r.model)?;
+        // Sections in the order their errors are reported; eval needs the data format.
+        let (run, script, sft) = (
+            run(&ctx, &r.run)?,
+            script_limits(&ctx, &r.script)?,
+            sft(&ctx, &r.sft)?,
+        );
+        let data = data(&ctx, &r.data)?;
+        let data_format = data.format;
         Ok(Recipe {
-            run: run(&ctx, &r.run)?,
-            script: script_limits(&ctx, &r.script)?,
-            sft: sft(&ctx, &r.sft)?,
-            data: data(&ctx, &r.data)?,
+            run,
+            script,
+            sft,
+            data,
             sampling: sampling(&ctx, &r.sampling, &model.source)?,
             model,
             grade: GradeSpec {
@@ -78,7 +86,7 @@ impl Layered {
             pairs: pairs(&ctx, &r.pairs)?,
             loss: loss(&ctx, &r.loss)?,
             train: train(&ctx, &r.train)?,
-            eval: eval(&ctx, &r.eval, &r.data.format)?,
+            eval: eval(&ctx, &r.eval, data_format)?,
         })
     }
 }
@@ -433,13 +441,14 @@ fn lora(ctx: &Ctx, r: &RawLora) -> Result<LoraSpec> {
     }))
 }
 
-fn eval(ctx: &Ctx, r: &RawEval, data_format: &str) -> Result<EvalSpec> {
+fn eval(ctx: &Ctx, r: &RawEval, data_format: DataFormat) -> Result<EvalSpec> {
     let grader = match r.grader.as_str() {
         "native" => EvalGrader::Hook(HookSource::Plugin(
             match data_format {
-                "math" => "math",
-                "prompts" => "exact",
-                _ => "gsm8k",
+                DataFormat::Math => "math",
+                DataFormat::Prompts => "exact",
+                // Pairs data is evaluated on GSM8K-style questions (run/evals.rs).
+                DataFormat::Gsm8k | DataFormat::Pairs => "gsm8k",
             }
             .to_string(),
         )),

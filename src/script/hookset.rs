@@ -54,8 +54,13 @@ impl HookSet {
                 PairRule::Hook(source) => Some(from_source(&mut host, HookKind::Pair, source)?),
             },
         };
+        let grade_from_recipe = script.is_none_or(|s| grade.unit != s);
         let eval_grade = match &recipe.eval.grader {
             EvalGrader::SameAsTraining => grade,
+            // The same plugin or file as the training grader: compiled once.
+            EvalGrader::Hook(source) if grade_from_recipe && *source == recipe.grade.grader => {
+                grade
+            }
             EvalGrader::Hook(source) => from_source(&mut host, HookKind::Grade, source)
                 .map_err(|e| user_error(format!("recipe key `eval.grader`: {e:#}")))?,
         };
