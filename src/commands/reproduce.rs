@@ -68,7 +68,17 @@ fn check_inputs(manifest: &Manifest) -> Result<()> {
 /// The hashes of every artifact the original run wrote, beside the reproduction's.
 pub fn compare(original: &Path, reproduced: &Path) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
-    for name in ARTIFACTS {
+    // A run of several rounds keeps each round's files in round-k/ (the last round's model and
+    // eval at the top).
+    let mut names: Vec<String> = ARTIFACTS.iter().map(|n| n.to_string()).collect();
+    for round in 1.. {
+        let dir = format!("round-{round}");
+        if !original.join(&dir).is_dir() {
+            break;
+        }
+        names.extend(ARTIFACTS.iter().map(|n| format!("{dir}/{n}")));
+    }
+    for name in &names {
         let path = original.join(name);
         if !path.is_file() {
             continue;

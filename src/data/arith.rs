@@ -143,6 +143,39 @@ pub fn generate(n: usize, split: Split, seed: u64) -> Vec<ArithProblem> {
     out
 }
 
+/// About `n` distinct problems of `split` with the levels in the proportions of `mix` (level 1
+/// first; a level's count is its share of `n`, rounded), each level drawn from its own generator
+/// seeded by (`seed`, split, level), interleaved level by level.
+pub fn generate_mix(n: usize, mix: &[f64; 5], split: Split, seed: u64) -> Vec<ArithProblem> {
+    let total: f64 = mix.iter().sum();
+    let tag = rng::hash_str(match split {
+        Split::Train => "arith-train-mix",
+        Split::Eval => "arith-eval-mix",
+    });
+    let per_level: Vec<Vec<ArithProblem>> = (1..=5u8)
+        .map(|level| {
+            let want = (n as f64 * mix[level as usize - 1] / total).round() as usize;
+            let mut rng = Rng::derived(seed, &[tag, u64::from(level)]);
+            let mut seen = HashSet::new();
+            let mut out = Vec::with_capacity(want);
+            for _ in 0..want * 1000 + 10_000 {
+                if out.len() == want {
+                    break;
+                }
+                let p = problem(level, &mut rng);
+                if split_of(&p.question) == split && seen.insert(p.question.clone()) {
+                    out.push(p);
+                }
+            }
+            out
+        })
+        .collect();
+    let longest = per_level.iter().map(Vec::len).max().unwrap_or(0);
+    (0..longest)
+        .flat_map(|i| per_level.iter().filter_map(move |l| l.get(i).cloned()))
+        .collect()
+}
+
 /// The problems as GSM8K-format JSONL (`question`, `answer`).
 pub fn to_jsonl(problems: &[ArithProblem]) -> String {
     let mut out = String::new();
@@ -195,6 +228,21 @@ mod tests {
         assert_eq!(generate(50, Split::Train, 1), train[..50].to_vec());
         assert_ne!(generate(50, Split::Train, 2), train[..50].to_vec());
         assert_eq!(eval.len(), 200);
+    }
+
+    #[test]
+    fn a_level_mix_sets_the_share_of_each_level() {
+        let mix = [4.0, 3.0, 2.0, 1.0, 0.0];
+        let problems = generate_mix(1000, &mix, Split::Train, 5);
+        let count = |l: u8| problems.iter().filter(|p| p.level == l).count();
+        assert_eq!(
+            [count(1), count(2), count(3), count(4), count(5)],
+            [400, 300, 200, 100, 0]
+        );
+        assert!(problems.iter().all(|p| split_of(&p.question) == Split::Train));
+        let distinct: HashSet<&str> = problems.iter().map(|p| p.question.as_str()).collect();
+        assert_eq!(distinct.len(), problems.len());
+        assert_eq!(problems, generate_mix(1000, &mix, Split::Train, 5));
     }
 
     #[test]

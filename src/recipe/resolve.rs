@@ -72,20 +72,39 @@ impl Layered {
         );
         let data = data(&ctx, &r.data)?;
         let data_format = data.format;
+        let sampling = sampling(&ctx, &r.sampling, &model.source)?;
+        let pairs = pairs(&ctx, &r.pairs)?;
+        let train = train(&ctx, &r.train)?;
+        if train.rounds > 1 && matches!(sampling.backend, SamplingBackend::OpenAi(_)) {
+            return Err(ctx.bad(
+                "train.rounds",
+                "more than one round needs sampling.backend = \"local\": a server keeps \
+                 serving the weights it loaded, not the policy trained in the last round",
+            ));
+        }
+        if train.rounds > 1
+            && (data_format == DataFormat::Pairs || matches!(pairs.mode, PairMode::OffPolicy(_)))
+        {
+            return Err(ctx.bad(
+                "train.rounds",
+                "more than one round needs questions to sample (on-policy or hybrid pairs), but \
+                 the pairs come from a file only",
+            ));
+        }
         Ok(Recipe {
             run,
             script,
             sft,
             data,
-            sampling: sampling(&ctx, &r.sampling, &model.source)?,
+            sampling,
             model,
             grade: GradeSpec {
                 grader: non_empty_hook(&ctx, "grade.grader", &r.grade.grader)?,
             },
             weight: weight(&ctx, &r.weight)?,
-            pairs: pairs(&ctx, &r.pairs)?,
+            pairs,
             loss: loss(&ctx, &r.loss)?,
-            train: train(&ctx, &r.train)?,
+            train,
             eval: eval(&ctx, &r.eval, data_format)?,
         })
     }
@@ -202,7 +221,25 @@ fn sft(ctx: &Ctx, r: &RawSft) -> Result<SftSpec> {
         lr: ctx.positive("sft.lr", r.lr)?,
         warmup_ratio: ctx.in_range("sft.warmup_ratio", r.warmup_ratio, 0.0, 1.0)?,
         data_seed: r.data_seed,
+        level_mix: level_mix(ctx, &r.level_mix)?,
     })
+}
+
+fn level_mix(ctx: &Ctx, mix: &[f64]) -> Result<[f64; 5]> {
+    let key = "sft.level_mix";
+    let shares: [f64; 5] = mix.try_into().map_err(|_| {
+        ctx.bad(
+            key,
+            format!("must list 5 shares, one per level, not {}", mix.len()),
+        )
+    })?;
+    if shares.iter().any(|w| !w.is_finite() || *w < 0.0) || shares.iter().sum::<f64>() <= 0.0 {
+        return Err(ctx.bad(
+            key,
+            "shares must be finite, at least 0, and not all 0",
+        ));
+    }
+    Ok(shares)
 }
 
 fn data_format(ctx: &Ctx, key: &str, v: &str) -> Result<DataFormat> {
@@ -407,8 +444,23 @@ fn train(ctx: &Ctx, r: &RawTrain) -> Result<TrainSpec> {
         },
         checkpoint_every: r.checkpoint_every,
         resume_every: r.resume_every,
+        rounds: rounds(ctx, r)?,
         lora: lora(ctx, &r.lora)?,
     })
+}
+
+/// `train.rounds`: at least 1; more than one needs full fine-tuning (the policy of each round
+/// becomes the next round's starting point and reference).
+fn rounds(ctx: &Ctx, r: &RawTrain) -> Result<usize> {
+    let rounds = ctx.at_least_one("train.rounds", r.rounds)?;
+    if rounds > 1 && r.lora.enabled {
+        return Err(ctx.bad(
+            "train.rounds",
+            "more than one round with train.lora.enabled = true is not supported: each round \
+             starts from the previous round's full weights; use full fine-tuning or one round",
+        ));
+    }
+    Ok(rounds)
 }
 
 /// `[train.lora]`: checked even when disabled, so a typo shows before it is switched on.

@@ -71,6 +71,7 @@ pub struct RawSft {
     pub lr: f64,
     pub warmup_ratio: f64,
     pub data_seed: u64,
+    pub level_mix: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +174,7 @@ pub struct RawTrain {
     pub max_length: usize,
     pub checkpoint_every: usize,
     pub resume_every: usize,
+    pub rounds: usize,
     pub lora: RawLora,
 }
 

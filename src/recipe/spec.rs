@@ -126,6 +126,8 @@ pub struct SftSpec {
     pub lr: f64,
     pub warmup_ratio: f64,
     pub data_seed: u64,
+    /// The share of each level (1–5) in the generated SFT set.
+    pub level_mix: [f64; 5],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -391,6 +393,9 @@ pub struct TrainSpec {
     pub checkpoint_every: usize,
     /// Refresh `checkpoints/latest` (the resume state) every k steps; 0 disables.
     pub resume_every: usize,
+    /// On-policy rounds: after round k, sample again from the trained policy, which is also the
+    /// reference of round k + 1.
+    pub rounds: usize,
     pub lora: LoraSpec,
 }
 

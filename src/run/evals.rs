@@ -1,7 +1,7 @@
 //! The eval stage as a run calls it: the held-out questions named by `eval.data`, the cache of
 //! greedy answers keyed by the evaluated weights' hash, and `eval_<label>.jsonl`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -35,11 +35,11 @@ pub(super) fn eval_examples(run: &Run) -> Result<Option<(PathBuf, Vec<Example>)>
 }
 
 /// Evaluates the model in memory, whose weights hash to `model_sha`, on the questions read from
-/// `data` (the generations are cached under both hashes); writes `eval_<label>.jsonl`.
+/// `data` (the generations are cached under both hashes); writes `dir/eval_<label>.jsonl`.
 pub(super) fn eval_model(
     run: &Run,
     (data, examples): (&PathBuf, &[Example]),
-    label: &str,
+    (dir, label): (&Path, &str),
     model_sha: &str,
 ) -> Result<EvalResult> {
     let e = &run.recipe.eval;
@@ -70,7 +70,7 @@ pub(super) fn eval_model(
         Some(&cache),
         &format!("eval {label}"),
     )?;
-    write_jsonl(&run.dir.join(format!("eval_{label}.jsonl")), &records)?;
+    write_jsonl(&dir.join(format!("eval_{label}.jsonl")), &records)?;
     tracing::info!(
         "accuracy {label} training: {:.1}% [{:.1}, {:.1}] ({}/{})",
         100.0 * result.accuracy,

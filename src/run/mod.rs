@@ -8,6 +8,7 @@ mod folder;
 mod keys;
 mod manifest;
 mod pipeline;
+mod round;
 mod summary;
 
 pub use folder::{timestamp, write_jsonl};

@@ -8,22 +8,16 @@ use anyhow::Result;
 use super::context::{Run, Timings};
 use super::evals::{eval_examples, eval_model};
 use super::manifest::write_manifest;
+use super::round::{RoundInputs, RoundOutcome, RoundPlace, round};
 use super::summary::{RunSummary, write_plots};
-use super::{RunRequest, Until, keys, write_jsonl};
-use crate::data::{
-    Example, ExampleFormat, PairRecord, local_path, overlap, read_examples, read_pairs,
-};
+use super::{RunRequest, Until, keys};
+use crate::data::{Example, ExampleFormat, local_path, overlap, read_examples, read_pairs};
 use crate::error::user_error;
-use crate::grade::Verdict;
 use crate::recipe::{DataFormat, PairMode};
-use crate::stages::grade::grade_completions;
-use crate::stages::pair::{PairRow, PairText, Questions, pair};
-use crate::stages::reference::fill_reference;
-use crate::stages::sample::{SampleInputs, Server, connect, sample};
-use crate::stages::train::{TrainInputs, train};
-use crate::stages::weigh::{question_stats, weigh};
+use crate::stages::eval::EvalResult;
+use crate::stages::sample::connect;
 use crate::store::{sha256_path, write_json_atomic};
-use crate::train::TrainOutputs;
+use crate::train::{StepMetrics, loss_spikes};
 
 /// Runs the pipeline up to `until`.
 pub fn run(request: &RunRequest, until: Until) -> Result<()> {
@@ -49,7 +43,7 @@ pub fn eval(request: &RunRequest) -> Result<()> {
     write_manifest(&run, (&path, &sha256_path(&path)?), None, None, None)?;
     let mut timings = Timings::default();
     let result = timings.time("eval", || {
-        eval_model(&run, (&path, &examples), "before", &run.model_sha)
+        eval_model(&run, (&path, &examples), (&run.dir, "before"), &run.model_sha)
     })?;
     write_json_atomic(
         &run.dir.join("eval.json"),
@@ -125,170 +119,98 @@ fn pipeline(
     )?;
     if let (Some((path, ex)), true) = (&evals, run.recipe.eval.before) {
         let r = timings.time("eval before", || {
-            eval_model(run, (path, ex), "before", &run.model_sha)
+            eval_model(run, (path, ex), (&run.dir, "before"), &run.model_sha)
         })?;
         summary.eval_before = Some(r);
     }
-    let (off_policy, only_off_policy) = match &run.recipe.pairs.mode {
-        PairMode::OnPolicy => (Vec::new(), false),
-        PairMode::OffPolicy(p) => (read_pairs(p)?, true),
-        PairMode::Hybrid(p) => (read_pairs(p)?, false),
+    let mut given_pairs = match &run.recipe.pairs.mode {
+        PairMode::OnPolicy => Vec::new(),
+        PairMode::OffPolicy(p) | PairMode::Hybrid(p) => read_pairs(p)?,
     };
-    let (mut records, mut rows) = if only_off_policy {
-        (Vec::new(), None)
-    } else if spec.format == DataFormat::Pairs {
+    if spec.format == DataFormat::Pairs && !matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_))
+    {
         let pairs = read_pairs(&train_path)?;
-        (
-            crate::data::select(pairs, spec.limit, spec.shuffle_seed),
-            None,
-        )
+        let mut file = crate::data::select(pairs, spec.limit, spec.shuffle_seed);
+        file.append(&mut given_pairs);
+        given_pairs = file;
+    }
+    let inputs = RoundInputs {
+        examples: questions.as_deref(),
+        data_sha: &data_sha,
+        given_pairs: &given_pairs,
+        server: server.as_ref(),
+        evals: evals.as_ref(),
+        until,
+    };
+    let rounds = if until >= Until::Train {
+        run.recipe.train.rounds
     } else {
-        let examples = questions.unwrap_or_default();
-        let key = sample_key.clone().unwrap_or_default();
-        let stage = QuestionStage {
-            run,
-            server: server.as_ref(),
-            until,
-        };
-        let Some(rows) = stage.run(&examples, &key, summary, timings)? else {
+        1
+    };
+    let mut model_sha = run.model_sha.clone();
+    let mut outcomes: Vec<RoundOutcome> = Vec::new();
+    for k in 1..=rounds {
+        let place = RoundPlace::new(&run.dir, k, rounds);
+        let Some(outcome) = round(run, &inputs, &place, &model_sha, (summary, timings))? else {
             return Ok(());
         };
-        (rows.iter().map(PairRow::record).collect(), Some(rows))
-    };
-    let own = records.len();
-    records.extend(off_policy);
-    summary.pairs = records.len();
-    if records.is_empty() {
-        return Err(user_error("no preference pairs to train on"));
+        if rounds > 1 {
+            write_plots(&place.dir, &outcome.metrics, &outcome.weights, &[])?;
+        }
+        outcomes.push(outcome);
+        model_sha = sha256_path(&place.final_dir.join("model.safetensors"))?;
     }
-    let (batch, max_len) = (run.recipe.train.batch_size, run.recipe.train.max_length);
-    let key = keys::reference_key(&run.model_sha, &records, batch, max_len);
-    let cache = run
-        .recipe
-        .run
-        .cache
-        .join("reference")
-        .join(format!("{key}.jsonl"));
-    timings.time("reference", || {
-        fill_reference(&run.model, &mut records, batch, max_len, &cache)
-    })?;
-    write_pair_files(run, rows.as_mut(), &records, own)?;
-    if until == Until::Pairs {
-        return Ok(());
+    finish_rounds(run, &outcomes, summary)
+}
+
+/// The run's totals from its rounds: the summary (the last round's figures, and every round's
+/// own), `eval.json` and the plots of the whole run.
+fn finish_rounds(run: &Run, outcomes: &[RoundOutcome], summary: &mut RunSummary) -> Result<()> {
+    // The rounds' steps one after the other, numbered on.
+    let mut metrics: Vec<StepMetrics> = Vec::new();
+    for o in outcomes {
+        let offset = metrics.len();
+        metrics.extend(o.metrics.iter().map(|m| StepMetrics {
+            step: m.step + offset,
+            ..m.clone()
+        }));
     }
-    let metrics = timings.time("train", || train_stage(run, &records))?;
+    let last = outcomes.last().map(|o| &o.summary);
     summary.steps = metrics.len();
     summary.first_loss = metrics.first().map(|m| m.loss);
     summary.last_loss = metrics.last().map(|m| m.loss);
     summary.last_margin = metrics.last().map(|m| m.margin);
     summary.last_reward_accuracy = metrics.last().map(|m| m.reward_accuracy);
-    if let (Some((path, ex)), true) = (&evals, run.recipe.eval.after) {
-        let sha = sha256_path(&run.dir.join("final").join("model.safetensors"))?;
-        let r = timings.time("eval after", || eval_model(run, (path, ex), "after", &sha))?;
-        summary.eval_after = Some(r);
+    summary.tail_reward_accuracy = last.and_then(|r| r.tail_reward_accuracy);
+    summary.loss_spikes = Some(outcomes.iter().map(|o| loss_spikes(&o.metrics, 5.0)).sum());
+    summary.eval_after = last.and_then(|r| r.eval_after.clone());
+    if outcomes.len() > 1 {
+        summary.rounds = outcomes.iter().map(|o| o.summary.clone()).collect();
     }
-    let weights: Vec<f64> = records.iter().filter_map(|p| p.weight).collect();
     write_json_atomic(
         &run.dir.join("eval.json"),
-        &serde_json::json!({"before": summary.eval_before, "after": summary.eval_after}),
+        &serde_json::json!({
+            "before": summary.eval_before,
+            "after": summary.eval_after,
+            "rounds": summary.rounds.iter().map(|r| &r.eval_after).collect::<Vec<_>>(),
+        }),
     )?;
-    write_plots(
-        &run.dir,
-        &metrics,
-        &weights,
-        summary.eval_before.as_ref(),
-        summary.eval_after.as_ref(),
-    )
-}
-
-/// The stages that work per question: sample, grade, weigh and pair.
-struct QuestionStage<'a> {
-    run: &'a Run,
-    server: Option<&'a Server>,
-    until: Until,
-}
-
-impl QuestionStage<'_> {
-    /// Sample, grade, weigh and pair the questions; `None` when the command stops after sampling.
-    fn run(
-        &self,
-        examples: &[Example],
-        key: &str,
-        summary: &mut RunSummary,
-        timings: &mut Timings,
-    ) -> Result<Option<Vec<PairRow>>> {
-        let run = self.run;
-        let recipe = &run.recipe;
-        summary.questions = examples.len();
-        let cache = recipe
-            .run
-            .cache
-            .join("samples")
-            .join(format!("{key}.jsonl"));
-        let inputs = SampleInputs {
-            model: &run.model,
-            template: &run.template,
-            instruction: &recipe.data.instruction,
-            server: self.server,
-        };
-        let completions = timings.time("sample", || {
-            sample(&inputs, examples, &recipe.sampling, &cache)
-        })?;
-        write_jsonl(&run.dir.join("samples.jsonl"), &completions)?;
-        summary.samples = completions.len();
-        if self.until == Until::Sample {
-            return Ok(None);
-        }
-        let host = &run.hooks.host;
-        let graded = timings.time("grade", || {
-            grade_completions(host, run.hooks.grade, examples, &completions)
-        })?;
-        write_jsonl(&run.dir.join("grades.jsonl"), &graded)?;
-        let correct = graded
-            .iter()
-            .filter(|g| g.verdict == Verdict::Correct)
-            .count();
-        summary.sample_accuracy = correct as f64 / graded.len().max(1) as f64;
-        let stats = question_stats(examples, &graded);
-        let weights = timings.time("weigh", || {
-            weigh(host, run.hooks.weight, &stats, &recipe.weight)
-        })?;
-        summary.weight_mean = weights.iter().sum::<f64>() / weights.len().max(1) as f64;
-        let text = PairText {
-            tokenizer: &run.model.tokenizer,
-            template: &run.template,
-            instruction: &recipe.data.instruction,
-        };
-        let questions = Questions {
-            examples,
-            completions: &completions,
-            graded: &graded,
-            stats: &stats,
-            weights: &weights,
-        };
-        let (rows, skips) = pair(
-            &text,
-            &questions,
-            &recipe.pairs,
-            recipe.run.seed,
-            (host, run.hooks.pair),
-        )?;
-        summary.pairs = rows.len();
-        summary.skipped = skips.clone();
-        if rows.is_empty() && self.until > Until::Pairs {
-            let pair_rule = match run.hooks.pair {
-                Some(h) => format!("fn pair(group) in {}", run.hooks.host.file(h.unit)),
-                None => "the pair rule".to_string(),
-            };
-            return Err(user_error(format!(
-                "no preference pairs: every question was skipped ({} by {pair_rule}, {} with no \
-                 wrong sample, {} with nothing correct and no gold to fall back on; see \
-                 grades.jsonl)",
-                skips.by_hook, skips.no_wrong_sample, skips.no_chosen
-            )));
-        }
-        Ok(Some(rows))
+    let weights: Vec<f64> = outcomes.last().map(|o| o.weights.clone()).unwrap_or_default();
+    let mut evals: Vec<(String, &EvalResult)> = Vec::new();
+    if let Some(b) = &summary.eval_before {
+        evals.push(("before".into(), b));
     }
+    for r in &summary.rounds {
+        if let Some(a) = &r.eval_after {
+            evals.push((format!("round {}", r.round), a));
+        }
+    }
+    if summary.rounds.is_empty() {
+        if let Some(a) = &summary.eval_after {
+            evals.push(("after".into(), a));
+        }
+    }
+    write_plots(&run.dir, &metrics, &weights, &evals)
 }
 
 /// Stops the run (or warns, with `eval.allow_overlap`) when eval questions are training questions.
@@ -309,46 +231,4 @@ fn check_overlap(run: &Run, train: &[Example], eval: &[Example]) -> Result<()> {
         "{what}: the eval would measure memorisation. Split one file into disjoint halves with \
          data.split = \"train\" and eval.split = \"eval\", or set eval.allow_overlap = true"
     )))
-}
-
-/// `pairs.jsonl` (the on-policy rows with their reference log-probs, or the given pairs) and
-/// `off_policy_pairs.jsonl` in hybrid mode.
-fn write_pair_files(
-    run: &Run,
-    rows: Option<&mut Vec<PairRow>>,
-    records: &[PairRecord],
-    own: usize,
-) -> Result<()> {
-    match rows {
-        Some(rows) => {
-            for (row, rec) in rows.iter_mut().zip(&records[..own]) {
-                row.ref_chosen_logps = rec.ref_chosen_logps;
-                row.ref_rejected_logps = rec.ref_rejected_logps;
-            }
-            write_jsonl(&run.dir.join("pairs.jsonl"), rows)?;
-            if records.len() > own {
-                write_jsonl(&run.dir.join("off_policy_pairs.jsonl"), &records[own..])?;
-            }
-            Ok(())
-        }
-        None => write_jsonl(&run.dir.join("pairs.jsonl"), records),
-    }
-}
-
-/// The train stage with its outputs in the run folder.
-fn train_stage(run: &mut Run, records: &[PairRecord]) -> Result<Vec<crate::train::StepMetrics>> {
-    let out = TrainOutputs {
-        metrics: run.dir.join("metrics.jsonl"),
-        checkpoints: run.dir.join("checkpoints"),
-        final_dir: run.dir.join("final"),
-    };
-    let inputs = TrainInputs {
-        model: &mut run.model,
-        model_path: &run.model_path,
-        model_sha: &run.model_sha,
-        host: &run.hooks.host,
-        hook: run.hooks.loss,
-        seed: run.recipe.run.seed,
-    };
-    train(inputs, records, &run.recipe.train, &run.recipe.loss, &out)
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::plot::{Bar, Series, bar_chart, histogram, line_chart};
 use crate::stages::eval::EvalResult;
 use crate::stages::pair::PairSkips;
+use super::round::RoundSummary;
 use crate::train::StepMetrics;
 
 /// What a run did, as written to `summary.json`.
@@ -33,20 +34,27 @@ pub struct RunSummary {
     pub last_loss: Option<f64>,
     pub last_margin: Option<f64>,
     pub last_reward_accuracy: Option<f64>,
+    /// Mean reward accuracy over the last 10 % of the (last round's) steps.
+    pub tail_reward_accuracy: Option<f64>,
+    /// Steps whose loss exceeds 5x the median loss of the steps before them in their round.
+    pub loss_spikes: Option<usize>,
     pub eval_before: Option<EvalResult>,
     pub eval_after: Option<EvalResult>,
+    /// Each round's own figures, when `train.rounds` > 1.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<RoundSummary>,
     /// (stage, seconds).
     pub timings: Vec<(String, f64)>,
     pub total_seconds: f64,
 }
 
-/// Writes the PNG plots of a run into `dir`.
+/// Writes the PNG plots of a run into `dir`: the training curves, the weights, and the accuracy
+/// of each labelled eval (before, after, or after each round) with its interval.
 pub fn write_plots(
     dir: &Path,
     metrics: &[StepMetrics],
     weights: &[f64],
-    before: Option<&EvalResult>,
-    after: Option<&EvalResult>,
+    evals: &[(String, &EvalResult)],
 ) -> Result<()> {
     let curve = |label: &str, f: fn(&StepMetrics) -> f64| Series {
         label: label.to_string(),
@@ -82,14 +90,12 @@ pub fn write_plots(
     if !weights.is_empty() {
         histogram("question weights", "weight", weights, 20).save_png(&dir.join("weights.png"))?;
     }
-    let bars: Vec<Bar> = [("before", before), ("after", after)]
-        .into_iter()
-        .filter_map(|(label, r)| {
-            r.map(|r| Bar {
-                label: label.into(),
-                value: 100.0 * r.accuracy,
-                interval: Some((100.0 * r.ci95[0], 100.0 * r.ci95[1])),
-            })
+    let bars: Vec<Bar> = evals
+        .iter()
+        .map(|(label, r)| Bar {
+            label: label.clone(),
+            value: 100.0 * r.accuracy,
+            interval: Some((100.0 * r.ci95[0], 100.0 * r.ci95[1])),
         })
         .collect();
     if !bars.is_empty() {
@@ -160,10 +166,25 @@ pub fn render(s: &RunSummary) -> String {
     if let (Some(a), Some(b)) = (s.first_loss, s.last_loss) {
         let _ = writeln!(
             out,
-            "training     {} steps, loss {a:.4} -> {b:.4}, margin {:.3}, reward accuracy {:.2}",
+            "training     {} steps, loss {a:.4} -> {b:.4}, margin {:.3}, reward accuracy {:.2} (last 10% of steps: {:.2}), {} loss spikes",
             s.steps,
             s.last_margin.unwrap_or(0.0),
-            s.last_reward_accuracy.unwrap_or(0.0)
+            s.last_reward_accuracy.unwrap_or(0.0),
+            s.tail_reward_accuracy.unwrap_or(0.0),
+            s.loss_spikes.unwrap_or(0)
+        );
+    }
+    for r in &s.rounds {
+        let acc = r.eval_after.as_ref().map(pct).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "round {:<6} {:.1}% of samples correct, {} pairs, loss {:.4} -> {:.4}, reward accuracy {:.2}; accuracy {acc}",
+            r.round,
+            100.0 * r.sample_accuracy,
+            r.pairs,
+            r.first_loss.unwrap_or(f64::NAN),
+            r.last_loss.unwrap_or(f64::NAN),
+            r.tail_reward_accuracy.unwrap_or(f64::NAN),
         );
     }
     match (&s.eval_before, &s.eval_after) {

@@ -99,6 +99,7 @@ pub fn train_key(
     let cadence_free = TrainSpec {
         checkpoint_every: 0,
         resume_every: 0,
+        rounds: 1,
         ..spec.clone()
     };
     content_key(&serde_json::json!({

@@ -8,7 +8,7 @@ use anyhow::Result;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 
-use crate::data::arith::{ArithProblem, Split, generate};
+use crate::data::arith::{ArithProblem, Split, generate_mix};
 use crate::error::user_error;
 use crate::model::{
     Arch, CHAR_EOS, ChatTemplate, LoadedModel, ModelConfig, char_tokenizer, load_model,
@@ -79,7 +79,7 @@ pub fn builtin_tiny(spec: &SftSpec, template: &ChatTemplate, cache: &Path) -> Re
         tokenizer,
         source: dir.clone(),
     };
-    let problems = generate(spec.examples, Split::Train, spec.data_seed);
+    let problems = generate_mix(spec.examples, &spec.level_mix, Split::Train, spec.data_seed);
     let losses = train_sft(&model, template, &problems, spec)?;
     if let Some(last) = losses.last() {
         tracing::info!("SFT loss {:.4} -> {last:.4}", losses[0]);

@@ -17,7 +17,7 @@ pub use batch::{PairForward, TokenPair, forward_pairs, loss_inputs, pack_pairs, 
 pub use checkpoint::{save_checkpoint, save_checkpoint_with};
 pub use clip::{clip_scale, grad_norm};
 pub use loss::{reduce, weighted_per_pair, wpo_weight};
-pub use metrics::StepMetrics;
+pub use metrics::{StepMetrics, loss_spikes, tail_mean};
 pub use optim::{AdamW, AdamWConfig, Moments};
 pub use schedule::LrSchedule;
 pub use state::{OPTIMIZER_FILE, STATE_FILE, TrainState};

@@ -22,6 +22,7 @@ fn small_spec() -> SftSpec {
         lr: 1e-2,
         warmup_ratio: 0.05,
         data_seed: 1,
+        level_mix: [1.0; 5],
     }
 }
 
