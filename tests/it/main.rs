@@ -16,6 +16,7 @@ mod quantized;
 mod recipe;
 mod reproduce;
 mod resume;
+mod rounds;
 mod scripts;
 mod smollm2;
 mod sweep;

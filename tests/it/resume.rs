@@ -378,3 +378,51 @@ fn a_sweep_killed_mid_run_skips_its_finished_runs_and_resumes_the_cut_one() {
     let jsonl = std::fs::read_to_string(out.join("sweep.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), 2, "{jsonl}");
 }
+
+#[test]
+fn a_run_of_two_rounds_killed_in_the_second_rounds_training_resumes_to_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let recipe = slow_world(d);
+    let with_rounds = |out: &str| {
+        let mut a = args(d, &recipe, out);
+        a.extend(["--set".to_string(), "train.rounds=2".to_string()]);
+        a
+    };
+    let run_to_end = |args: &[String]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .current_dir(root())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    };
+    run_to_end(&with_rounds("a"));
+    let args = with_rounds("b");
+    let run = d.join("b");
+    let log = d.join("1.log");
+    let mut child = spawn(&args, &log);
+    let ckpt = run.join("round-2/checkpoints/step-000003/trainer_state.json");
+    wait_for(&mut child, &log, "a second-round step after its checkpoint", || {
+        ckpt.is_file() && line_count(&run.join("round-2/metrics.jsonl")) >= 4
+    });
+    kill(&mut child);
+    assert!(!run.join("final").exists(), "killed after training finished");
+    run_to_end(&args);
+    for name in [
+        "round-1/samples.jsonl",
+        "round-1/pairs.jsonl",
+        "round-1/final/model.safetensors",
+        "round-1/eval_after.jsonl",
+        "round-2/samples.jsonl",
+        "round-2/pairs.jsonl",
+        "final/model.safetensors",
+        "eval_after.jsonl",
+    ] {
+        let (a, b) = (d.join("a").join(name), run.join(name));
+        assert_eq!(sha256_file(&a).unwrap(), sha256_file(&b).unwrap(), "{name}");
+    }
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("round 2 of 2"), "{log}");
+}

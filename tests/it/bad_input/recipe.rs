@@ -211,3 +211,15 @@ fn a_prompt_longer_than_the_context_is_warned_about() {
         "{err}"
     );
 }
+
+#[test]
+fn rounds_that_cannot_run_are_refused_by_their_key() {
+    tiny_run(&["train.rounds=0"]).assert(&["train.rounds", "at least 1"]);
+    tiny_run(&["train.rounds=2", "train.lora.enabled=true"])
+        .assert(&["train.rounds", "train.lora.enabled"]);
+    let server = "sampling.openai.base_url=\"http://127.0.0.1:9/v1\"";
+    tiny_run(&["train.rounds=2", "sampling.backend=\"openai\"", server])
+        .assert(&["train.rounds", "sampling.backend = \"local\""]);
+    tiny_run(&["train.rounds=3", "data.format=\"pairs\""])
+        .assert(&["train.rounds", "questions to sample"]);
+}
