@@ -62,6 +62,33 @@ fn reproducing_the_default_recipe_gives_identical_artifacts() {
 }
 
 #[test]
+fn reproducing_a_run_of_two_rounds_compares_every_rounds_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut args = vec!["--out".to_string(), run_dir.display().to_string()];
+    args.extend(small_default(dir.path()));
+    args.extend(["--set".into(), "train.rounds=2".into()]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = trainer(&argv, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = trainer(&["reproduce", run_dir.to_str().unwrap()], &[]);
+    let report = stdout(&again);
+    assert!(again.status.success(), "{report}\n{}", stderr(&again));
+    for artifact in [
+        "round-1/samples.jsonl",
+        "round-1/final/model.safetensors",
+        "round-2/pairs.jsonl",
+        "final/model.safetensors",
+    ] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(artifact))
+            .unwrap_or_else(|| panic!("{artifact} missing from\n{report}"));
+        assert!(line.contains("identical"), "{line}");
+    }
+}
+
+#[test]
 fn reproduce_refuses_a_folder_that_is_not_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = trainer(&["reproduce", dir.path().to_str().unwrap()], &[]);
