@@ -87,12 +87,15 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SweepArgs {
     /// One axis of the grid, `KEY=V1,V2,...` (repeatable; values are TOML, bare words are strings).
-    #[arg(long, value_name = "KEY=V1,V2", required = true)]
+    /// Without it, the grid is the `[sweep.grid]` table of `--config`.
+    #[arg(long, value_name = "KEY=V1,V2")]
     pub grid: Vec<String>,
-    /// The seeds of every cell (`run.seed` and `sampling.seed`): `A..B` or `1,2,3`.
-    #[arg(long, default_value = "1..3")]
-    pub seeds: String,
-    /// The cell value the others are compared with, seed by seed, e.g. `weight.scheme=uniform`.
+    /// The seeds of every cell (`run.seed` and `sampling.seed`): `A..B` or `1,2,3`; default
+    /// `sweep.seeds` of the recipe (1..3).
+    #[arg(long)]
+    pub seeds: Option<String>,
+    /// The cell value the others are compared with, seed by seed, e.g. `weight.scheme=uniform`;
+    /// default `sweep.baseline` of the recipe.
     #[arg(long, value_name = "KEY=VALUE")]
     pub baseline: Option<String>,
     /// The experiment script of every run.

@@ -53,9 +53,58 @@ pub fn mean_interval(values: &[f64]) -> Option<(f64, f64, f64)> {
     Some((mean, mean - half, mean + half))
 }
 
+/// The change of accuracy between two evals of the same questions, paired per question.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PairedChange {
+    /// after − before, as a fraction.
+    pub diff: f64,
+    /// Its standard error from the discordant questions.
+    pub se: f64,
+    /// Questions right before and wrong after, and wrong before and right after.
+    pub lost: usize,
+    pub gained: usize,
+    pub total: usize,
+}
+
+impl PairedChange {
+    /// `before[i]` and `after[i]`: whether question i was answered correctly. The variance of the
+    /// mean paired difference is `((b + c)/n − ((c − b)/n)²) / n` with `b` lost and `c` gained.
+    pub fn new(before: &[bool], after: &[bool]) -> PairedChange {
+        let total = before.len().min(after.len());
+        let (mut lost, mut gained) = (0, 0);
+        for (b, a) in before.iter().zip(after) {
+            lost += usize::from(*b && !*a);
+            gained += usize::from(!*b && *a);
+        }
+        let n = total.max(1) as f64;
+        let diff = (gained as f64 - lost as f64) / n;
+        let var = (((gained + lost) as f64 / n) - diff * diff) / n;
+        PairedChange {
+            diff,
+            se: var.max(0.0).sqrt(),
+            lost,
+            gained,
+            total,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 10 questions: 2 lost, 4 gained. diff = 0.2; the per-question differences are
+    /// (-1 x2, +1 x4, 0 x4), whose population variance is 0.6 - 0.04 = 0.56, so
+    /// se = sqrt(0.56 / 10) = 0.236643.
+    #[test]
+    fn a_paired_change_counts_discordant_questions() {
+        let before = [true, true, false, false, false, false, true, true, false, false];
+        let after = [false, false, true, true, true, true, true, true, false, false];
+        let c = PairedChange::new(&before, &after);
+        assert_eq!((c.lost, c.gained, c.total), (2, 4, 10));
+        assert!((c.diff - 0.2).abs() < 1e-12);
+        assert!((c.se - 0.236_643_191).abs() < 1e-8, "{}", c.se);
+    }
 
     /// Reference values from the closed form of Wilson (1927), computed in Python (`math`),
     /// which is what statsmodels' `proportion_confint(method="wilson")` evaluates.

@@ -38,6 +38,12 @@ struct Outcome {
     accuracy_after: Option<f64>,
     correct_after: Option<u64>,
     total_after: Option<u64>,
+    /// Mean reward accuracy over the last 10 % of the training steps.
+    tail_reward_accuracy: Option<f64>,
+    loss_spikes: Option<u64>,
+    /// After − before paired per question, and its standard error.
+    change: Option<f64>,
+    change_se: Option<f64>,
 }
 
 /// `--grid KEY=V1,V2`.
@@ -153,15 +159,79 @@ fn input(args: &SweepArgs, cell: &Cell, seed: u64, out: PathBuf) -> RecipeInput 
     }
 }
 
+/// The grid, the seeds and the baseline: from the flags, or else from the recipe's `[sweep]`.
+struct Plan {
+    axes: Vec<Axis>,
+    seeds: Vec<u64>,
+    baseline: Option<Axis>,
+}
+
+fn plan(args: &SweepArgs) -> Result<Plan> {
+    let base = RecipeInput {
+        config: args.recipe.config.clone(),
+        sets: args.recipe.set.clone(),
+        ..RecipeInput::default()
+    };
+    let table = recipe::load(&base)?.raw.sweep;
+    let axes: Vec<Axis> = if args.grid.is_empty() {
+        table
+            .grid
+            .iter()
+            .map(|(key, values)| axis_from_table(key, values))
+            .collect::<Result<_>>()?
+    } else {
+        args.grid
+            .iter()
+            .map(|g| parse_axis(g))
+            .collect::<Result<_>>()?
+    };
+    if axes.is_empty() {
+        return Err(user_error(
+            "no grid: give --grid KEY=V1,V2 (repeatable) or a [sweep.grid] table in --config",
+        ));
+    }
+    let seeds = parse_seeds(args.seeds.as_deref().unwrap_or(&table.seeds))?;
+    let baseline = match (&args.baseline, table.baseline.trim()) {
+        (Some(b), _) => Some(parse_axis(b)?),
+        (None, "") => None,
+        (None, b) => Some(parse_axis(b).map_err(|_| {
+            user_error(format!(
+                "recipe key `sweep.baseline` = {b:?}: expected KEY=VALUE, e.g. weight.scheme=uniform"
+            ))
+        })?),
+    };
+    Ok(Plan {
+        axes,
+        seeds,
+        baseline,
+    })
+}
+
+/// One `[sweep.grid]` entry: `"loss.name" = ["dpo", "ipo"]` (strings as bare words, other
+/// values as TOML).
+fn axis_from_table(key: &str, values: &[toml::Value]) -> Result<Axis> {
+    if values.is_empty() {
+        return Err(user_error(format!(
+            "recipe key `sweep.grid.\"{key}\"`: needs a non-empty list of values"
+        )));
+    }
+    let values = values
+        .iter()
+        .map(|v| match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    Ok(Axis {
+        key: key.to_string(),
+        values,
+    })
+}
+
 /// Runs the sweep and writes its summary.
 pub fn sweep(args: &SweepArgs) -> Result<()> {
-    let axes: Vec<Axis> = args
-        .grid
-        .iter()
-        .map(|g| parse_axis(g))
-        .collect::<Result<_>>()?;
-    let seeds = parse_seeds(&args.seeds)?;
-    let baseline = args.baseline.as_deref().map(parse_axis).transpose()?;
+    let plan = plan(args)?;
+    let (axes, seeds, baseline) = (plan.axes, plan.seeds, plan.baseline);
     let grid = cells(&axes);
     if let Some(b) = &baseline
         && !axes
@@ -240,6 +310,10 @@ fn outcome(dir: &Path, cell: &Cell, seed: u64) -> Result<Outcome> {
         accuracy_after: acc("eval_after"),
         correct_after: s["eval_after"]["correct"].as_u64(),
         total_after: s["eval_after"]["total"].as_u64(),
+        tail_reward_accuracy: s["tail_reward_accuracy"].as_f64(),
+        loss_spikes: s["loss_spikes"].as_u64(),
+        change: s["change"]["diff"].as_f64(),
+        change_se: s["change"]["se"].as_f64(),
     })
 }
 
@@ -250,6 +324,13 @@ struct Row {
     label: String,
     seeds: usize,
     after: Option<(f64, f64, f64)>,
+    /// After − before, paired by seed (mean and 95 % t interval).
+    gain: Option<(f64, f64, f64)>,
+    /// Seeds on which accuracy rose, those on which it rose by more than twice its paired
+    /// standard error, and the seeds with both evals.
+    improved: (usize, usize, usize),
+    /// Mean over seeds of the reward accuracy over the last 10 % of steps.
+    reward_accuracy: Option<f64>,
     versus: Option<Versus>,
 }
 
@@ -308,11 +389,27 @@ fn rows(grid: &[Cell], outcomes: &[Outcome], baseline: Option<&Axis>) -> Vec<Row
                     },
                 }
             });
+            let runs: Vec<&Outcome> = outcomes.iter().filter(|o| o.cell == name).collect();
+            let gains: Vec<f64> = runs
+                .iter()
+                .filter_map(|o| Some(o.accuracy_after? - o.accuracy_before?))
+                .collect();
+            let tails: Vec<f64> = runs.iter().filter_map(|o| o.tail_reward_accuracy).collect();
             Row {
                 name,
                 label: chart_label(cell),
                 seeds: values.len(),
                 after: mean_interval(&values),
+                gain: mean_interval(&gains),
+                improved: (
+                    gains.iter().filter(|g| **g > 0.0).count(),
+                    runs.iter()
+                        .filter(|o| matches!((o.change, o.change_se), (Some(d), Some(se)) if d > 2.0 * se))
+                        .count(),
+                    gains.len(),
+                ),
+                reward_accuracy: (!tails.is_empty())
+                    .then(|| tails.iter().sum::<f64>() / tails.len() as f64),
                 versus,
             }
         })
@@ -333,15 +430,26 @@ fn render(rows: &[Row], baseline: Option<&Axis>) -> String {
     };
     let _ = writeln!(
         out,
-        "| cell | seeds | accuracy after (mean, 95% t interval over seeds){head}"
+        "| cell | seeds | accuracy after (mean, 95% t interval over seeds) | gain over before | \
+         seeds improved | reward accuracy (last 10% of steps){head}"
     );
     let _ = writeln!(
         out,
-        "| --- | --- | --- |{}",
+        "| --- | --- | --- | --- | --- | --- |{}",
         if baseline.is_some() { " --- |" } else { "" }
     );
     for r in rows {
         let after = r.after.map_or("-".to_string(), pct);
+        let gain = r.gain.map_or("-".to_string(), |(m, lo, hi)| {
+            format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * m, 100.0 * lo, 100.0 * hi)
+        });
+        let improved = format!(
+            "{}/{} ({} beyond 2 SE)",
+            r.improved.0, r.improved.2, r.improved.1
+        );
+        let reward = r
+            .reward_accuracy
+            .map_or("-".to_string(), |a| format!("{a:.2}"));
         let versus = match &r.versus {
             None => String::new(),
             Some(Versus::IsBaseline) => " baseline |".to_string(),
@@ -363,7 +471,11 @@ fn render(rows: &[Row], baseline: Option<&Axis>) -> String {
                 )
             }
         };
-        let _ = writeln!(out, "| {} | {} | {after} |{versus}", r.name, r.seeds);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {after} | {gain} | {improved} | {reward} |{versus}",
+            r.name, r.seeds
+        );
     }
     out
 }

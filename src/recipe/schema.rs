@@ -22,6 +22,16 @@ pub struct RawRecipe {
     pub loss: RawLoss,
     pub train: RawTrain,
     pub eval: RawEval,
+    pub sweep: RawSweep,
+}
+
+/// `[sweep]`: the grid `trainer sweep` runs when given no `--grid` (read by that command only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSweep {
+    pub seeds: String,
+    pub baseline: String,
+    pub grid: BTreeMap<String, Vec<toml::Value>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

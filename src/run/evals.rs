@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::context::Run;
 use super::{keys, write_jsonl};
 use crate::data::{Example, ExampleFormat, local_path, read_examples};
 use crate::recipe::{DataFormat, EvalData, HashSplit};
-use crate::stages::eval::{EvalResult, EvalSetup, evaluate};
+use crate::grade::Verdict;
+use crate::stages::eval::{EvalRecord, EvalResult, EvalSetup, evaluate};
+use crate::stats::PairedChange;
 use crate::store::sha256_path;
 
 /// The eval questions and the file they came from, or `None` when the recipe names no eval data.
@@ -80,4 +82,28 @@ pub(super) fn eval_model(
         result.total
     );
     Ok(result)
+}
+
+/// The change from `eval_before.jsonl` to `eval_after.jsonl` in `dir`, paired by question id.
+pub(super) fn paired_change(dir: &Path) -> Result<PairedChange> {
+    let read = |name: &str| -> Result<Vec<(String, bool)>> {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        text.lines()
+            .map(|l| {
+                let r: EvalRecord = serde_json::from_str(l)
+                    .with_context(|| format!("a line of {}", path.display()))?;
+                Ok((r.id, r.verdict == Verdict::Correct))
+            })
+            .collect()
+    };
+    let before = read("eval_before.jsonl")?;
+    let after: std::collections::HashMap<String, bool> =
+        read("eval_after.jsonl")?.into_iter().collect();
+    let (b, a): (Vec<bool>, Vec<bool>) = before
+        .iter()
+        .filter_map(|(id, ok)| after.get(id).map(|after| (*ok, *after)))
+        .unzip();
+    Ok(PairedChange::new(&b, &a))
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::context::{Run, Timings};
-use super::evals::{eval_examples, eval_model};
+use super::evals::{eval_examples, eval_model, paired_change};
 use super::manifest::write_manifest;
 use super::round::{RoundInputs, RoundOutcome, RoundPlace, round};
 use super::summary::{RunSummary, write_plots};
@@ -184,6 +184,9 @@ fn finish_rounds(run: &Run, outcomes: &[RoundOutcome], summary: &mut RunSummary)
     summary.tail_reward_accuracy = last.and_then(|r| r.tail_reward_accuracy);
     summary.loss_spikes = Some(outcomes.iter().map(|o| loss_spikes(&o.metrics, 5.0)).sum());
     summary.eval_after = last.and_then(|r| r.eval_after.clone());
+    if summary.eval_before.is_some() && summary.eval_after.is_some() {
+        summary.change = Some(paired_change(&run.dir)?);
+    }
     if outcomes.len() > 1 {
         summary.rounds = outcomes.iter().map(|o| o.summary.clone()).collect();
     }

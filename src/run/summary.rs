@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::plot::{Bar, Series, bar_chart, histogram, line_chart};
 use crate::stages::eval::EvalResult;
+use crate::stats::PairedChange;
 use crate::stages::pair::PairSkips;
 use super::round::RoundSummary;
 use crate::train::StepMetrics;
@@ -40,6 +41,8 @@ pub struct RunSummary {
     pub loss_spikes: Option<usize>,
     pub eval_before: Option<EvalResult>,
     pub eval_after: Option<EvalResult>,
+    /// After − before on the same questions, paired per question, with its standard error.
+    pub change: Option<PairedChange>,
     /// Each round's own figures, when `train.rounds` > 1.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<RoundSummary>,
@@ -198,6 +201,22 @@ pub fn render(s: &RunSummary) -> String {
             let _ = writeln!(out, "accuracy     {} (after)", pct(a));
         }
         (None, None) => {}
+    }
+    if let Some(c) = &s.change {
+        let beyond = if c.diff.abs() > 2.0 * c.se {
+            "beyond 2 SE"
+        } else {
+            "within 2 SE: noise"
+        };
+        let _ = writeln!(
+            out,
+            "change       {:+.1} points (SE {:.1}, paired over {} questions: {} gained, {} lost; {beyond})",
+            100.0 * c.diff,
+            100.0 * c.se,
+            c.total,
+            c.gained,
+            c.lost
+        );
     }
     per_level(&mut out, s.eval_before.as_ref(), s.eval_after.as_ref());
     let times: Vec<String> = s

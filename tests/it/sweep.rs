@@ -126,3 +126,47 @@ fn bad_grid_specs_exit_2_naming_them_before_any_run() {
         );
     }
 }
+
+#[test]
+fn a_sweep_table_in_the_recipe_gives_the_grid_seeds_and_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = "\n[sweep]\nseeds = \"3\"\nbaseline = \"weight.scheme=uniform\"\n\n[sweep.grid]\n\
+                 \"weight.scheme\" = [\"uniform\", \"plug_and_play\"]\n";
+    let recipe = recipe(dir.path(), table);
+    let out_dir = dir.path().join("sweep");
+    let args = [
+        "sweep",
+        "--config",
+        recipe.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    let out = trainer(&args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for cell in ["weight.scheme-uniform", "weight.scheme-plug_and_play"] {
+        let run = out_dir.join(cell).join("seed-3");
+        assert!(run.join("summary.json").is_file(), "{}", run.display());
+    }
+    let md = std::fs::read_to_string(out_dir.join("sweep.md")).unwrap();
+    assert!(md.contains("paired difference to weight.scheme=uniform"), "{md}");
+    assert!(md.contains("gain over before") && md.contains("seeds improved"), "{md}");
+    assert!(md.contains("| weight.scheme=plug_and_play | 1 |"), "{md}");
+}
+
+#[test]
+fn a_sweep_without_any_grid_or_with_an_empty_axis_in_its_table_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sweep(dir.path(), &[]);
+    assert_user_error(&out, &["no grid", "[sweep.grid]"]);
+    let recipe = recipe(dir.path(), "\n[sweep.grid]\n\"loss.name\" = []\n");
+    let out_dir = dir.path().join("sweep");
+    let args = [
+        "sweep",
+        "--config",
+        recipe.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    assert_user_error(&trainer(&args, &[]), &["sweep.grid", "loss.name", "non-empty"]);
+    assert!(!out_dir.exists());
+}
