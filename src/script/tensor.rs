@@ -114,3 +114,109 @@ pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
         .to_dtype(candle_core::DType::F64)?
         .to_vec1::<f64>()
 }
+
+/// `a ⋚ b` element-wise as a mask of 0.0 / 1.0 in `a`'s dtype (broadcasting; no gradient), for
+/// `op` one of `>`, `<`, `>=`, `<=`, `==`, `!=`.
+pub fn compare(a: &Tensor, b: &Tensor, op: &str) -> Result<Tensor> {
+    let b = on_device_of(a, b)?.to_dtype(a.dtype())?;
+    let shape = a.shape().broadcast_shape_binary_op(b.shape(), "compare")?;
+    let (a, b) = (a.broadcast_as(&shape)?, b.broadcast_as(&shape)?);
+    let mask = match op {
+        ">" => a.gt(&b)?,
+        "<" => a.lt(&b)?,
+        ">=" => a.ge(&b)?,
+        "<=" => a.le(&b)?,
+        "==" => a.eq(&b)?,
+        _ => a.ne(&b)?,
+    };
+    mask.to_dtype(a.dtype())
+}
+
+/// `mask ? a : b` element-wise (`torch.where`): the gradient flows to `a` where the mask is
+/// non-zero and to `b` elsewhere; the mask gets none.
+pub fn select(mask: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let a = on_device_of(mask, a)?;
+    let b = on_device_of(mask, b)?.to_dtype(a.dtype())?;
+    let shape = mask
+        .shape()
+        .broadcast_shape_binary_op(a.shape(), "where")?
+        .broadcast_shape_binary_op(b.shape(), "where")?;
+    let keep = mask.detach().ne(0.0)?.broadcast_as(&shape)?;
+    keep.where_cond(&a.broadcast_as(&shape)?, &b.broadcast_as(&shape)?)
+}
+
+/// `log(sum(exp(x)))` over every element, stable: the maximum (detached) is taken out first.
+pub fn logsumexp(x: &Tensor) -> Result<Tensor> {
+    let m = x.detach().flatten_all()?.max(0)?;
+    let shifted = x.broadcast_sub(&m)?;
+    shifted.exp()?.sum_all()?.log()? + m
+}
+
+/// The standard deviation of every element with Bessel's correction (`torch.std`).
+pub fn std(x: &Tensor) -> Result<Tensor> {
+    let n = x.elem_count();
+    let centered = x.broadcast_sub(&x.mean_all()?)?;
+    let denom = n.saturating_sub(1).max(1) as f64;
+    (centered.sqr()?.sum_all()? / denom)?.sqrt()
+}
+
+/// Element `i` of a 1-D tensor (negative counts from the end) as a scalar tensor that keeps the
+/// gradient.
+pub fn index(x: &Tensor, i: i64) -> std::result::Result<Tensor, String> {
+    let flat = x.flatten_all().map_err(|e| e.to_string())?;
+    let n = flat.elem_count() as i64;
+    let at = if i < 0 { n + i } else { i };
+    if x.rank() > 1 || at < 0 || at >= n {
+        return Err(format!(
+            "index {i} is out of range for a tensor of shape {:?}",
+            x.dims()
+        ));
+    }
+    flat.get(at as usize).map_err(|e| e.to_string())
+}
+
+/// The tensors joined end to end into one 1-D tensor (scalars count as one element).
+pub fn cat(parts: &[Tensor]) -> Result<Tensor> {
+    let flat: Vec<Tensor> = parts
+        .iter()
+        .map(|p| p.flatten_all())
+        .collect::<Result<_>>()?;
+    let dtype = flat[0].dtype();
+    let flat: Vec<Tensor> = flat
+        .iter()
+        .map(|p| on_device_of(&flat[0], p)?.to_dtype(dtype))
+        .collect::<Result<_>>()?;
+    Tensor::cat(&flat, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// d/dx of sum(where(x > 0, 2x, x²)) at x = [-1, 0.5, 3]: [2·(-1), 2, 2] = [-2, 2, 2], the
+    /// gradient of the side each element took (`torch.where` gives the same).
+    #[test]
+    fn where_passes_the_gradient_to_the_side_it_took() {
+        let x = Var::new(&[-1.0f64, 0.5, 3.0], &Device::Cpu).unwrap();
+        let mask = compare(x.as_tensor(), &Tensor::new(0.0f64, &Device::Cpu).unwrap(), ">")
+            .unwrap();
+        assert_eq!(to_f64_vec(&mask).unwrap(), [0.0, 1.0, 1.0]);
+        let y = select(&mask, &(x.as_tensor() * 2.0).unwrap(), &x.as_tensor().sqr().unwrap())
+            .unwrap();
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let g = to_f64_vec(grads.get(x.as_tensor()).unwrap()).unwrap();
+        assert_eq!(g, [-2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn an_indexed_element_keeps_its_gradient_and_a_bad_index_is_an_error() {
+        let x = Var::new(&[1.0f64, 2.0, 3.0], &Device::Cpu).unwrap();
+        let last = index(x.as_tensor(), -1).unwrap();
+        let grads = (last * 5.0).unwrap().backward().unwrap();
+        let g = to_f64_vec(grads.get(x.as_tensor()).unwrap()).unwrap();
+        assert_eq!(g, [0.0, 0.0, 5.0]);
+        assert!(index(x.as_tensor(), 3).unwrap_err().contains("out of range"));
+    }
+}

@@ -72,8 +72,55 @@ pub fn weigh(
     spec: &WeightSpec,
 ) -> Result<Vec<f64>> {
     let params = weight_params(spec);
-    stats
+    let weights: Vec<f64> = stats
         .iter()
         .map(|s| host.call_weight(hook, s, &params))
-        .collect()
+        .collect::<Result<_>>()?;
+    let file = host.file(hook.unit);
+    // The built-in uniform scheme gives equal weights on purpose.
+    let uniform = file.ends_with("weight/uniform.rhai");
+    match degenerate(&weights) {
+        Some(warning) if !(uniform && weights.first() != Some(&0.0)) => {
+            tracing::warn!("{warning} (from {file})");
+        }
+        _ => {}
+    }
+    Ok(weights)
+}
+
+/// A warning when the weights cannot be what their hook meant: every weight 0 (often Rhai's
+/// integer division, `stats.pc / stats.n`, which is 0 for every question that is not all correct),
+/// or every weight equal (which weighs nothing).
+pub fn degenerate(weights: &[f64]) -> Option<String> {
+    let first = *weights.first()?;
+    if weights.len() < 2 || weights.iter().any(|w| *w != first) {
+        return None;
+    }
+    Some(if first == 0.0 {
+        format!(
+            "every one of the {} question weights is 0, so no pair trains; an integer division \
+             (stats.pc / stats.n) is the usual cause: write stats.pc.to_float() / stats.n",
+            weights.len()
+        )
+    } else {
+        format!(
+            "every one of the {} question weights is {first}: the weighting changes nothing \
+             (weight.scheme = \"uniform\" says so plainly)",
+            weights.len()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::degenerate;
+
+    #[test]
+    fn all_zero_or_all_equal_weights_are_flagged_and_varied_ones_are_not() {
+        assert!(degenerate(&[0.0, 0.0, 0.0]).unwrap().contains("integer division"));
+        assert!(degenerate(&[2.0, 2.0]).unwrap().contains("changes nothing"));
+        assert_eq!(degenerate(&[1.0, 2.0]), None);
+        assert_eq!(degenerate(&[1.0]), None);
+        assert_eq!(degenerate(&[]), None);
+    }
 }

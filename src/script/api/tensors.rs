@@ -21,6 +21,7 @@ pub(super) fn register(b: &mut Builder) {
     register_arithmetic(b);
     register_unary(b);
     register_binary_functions(b);
+    register_comparisons(b);
     register_reductions(b);
     register_constructors(b);
 }
@@ -71,7 +72,8 @@ fn register_unary(b: &mut Builder) {
     b.group(
         "Element-wise functions",
         "`relu` and `abs` have gradient 0 at 0; `clamp(x, lo, hi)` passes the gradient on its \
-         closed interval; `detach` stops the gradient; `ln` and `log` are the natural logarithm.",
+         closed interval; `detach` stops the gradient; `ln` and `log` are the natural logarithm, \
+         `log1p(x)` is `ln(1 + x)`; `sign` is -1, 0 or 1 with no gradient.",
         r#"
 let x = tensor([-1.0, 0.0, 2.0]);
 let l = -log_sigmoid(0.1 * x);                    // DPO
@@ -84,10 +86,14 @@ assert_close(softplus(x) - softplus(-x), x, 1e-12);
 assert_close(ln(exp(x)), log(exp(x)), 1e-12);
 assert_close(sqrt(sqr(x)), abs(x), 1e-12);
 assert_close(tanh(x), 2.0 * sigmoid(2.0 * x) - 1.0, 1e-12);
+assert_close(log1p(exp(x)), softplus(x), 1e-12);
+assert_close(sign(x), [-1.0, 0.0, 1.0], 0.0);
 assert_close(pow(exp(x), 2), exp(2 * detach(x)), 1e-12);
 "#,
     );
-    let unary: [(&str, TensorFn); 13] = [
+    let unary: [(&str, TensorFn); 15] = [
+        ("log1p", |x| x.affine(1.0, 1.0)?.log()),
+        ("sign", |x| Ok(x.sign()?.detach())),
         ("exp", |x| x.exp()),
         ("ln", |x| x.log()),
         ("log", |x| x.log()),
@@ -148,15 +154,85 @@ assert_close(max(m, tensor([1.0, 1.0])), [1.0, 2.0], 0.0);
     }
 }
 
+fn register_comparisons(b: &mut Builder) {
+    b.group(
+        "Comparisons, selection and indexing",
+        "`> < >= <= == !=` between a tensor and a tensor or a number give a mask of 0.0 and 1.0 \
+         (no gradient); `where(mask, a, b)` takes `a` where the mask is non-zero and `b` \
+         elsewhere, passing the gradient to the side it took (`torch.where`); `x[i]` is one \
+         element as a scalar tensor (negative from the end) that keeps its gradient; `cat([..])` \
+         joins tensors end to end.",
+        r#"
+let m = tensor([-1.0, 0.5, 2.0]);
+assert_close(m > 0.0, [0.0, 1.0, 1.0], 0.0);
+assert_close(m < 0, [1.0, 0.0, 0.0], 0.0);
+assert_close(m >= tensor([0.5, 0.5, 0.5]), [0.0, 1.0, 1.0], 0.0);
+assert_close(m <= 0.5, [1.0, 1.0, 0.0], 0.0);
+assert_close(m == 2.0, [0.0, 0.0, 1.0], 0.0);
+assert_close(m != 2.0, [1.0, 1.0, 0.0], 0.0);
+let loss = where(m > 0.0, log_sigmoid(m), m * m);   // a piecewise loss
+assert_close(loss, [1.0, -0.47407698418010663, -0.12692801104297263], 1e-12);
+assert_close(m[-1], 2.0, 0.0);
+assert_close(cat([m, tensor(3.0)]), [-1.0, 0.5, 2.0, 3.0], 0.0);
+"#,
+    );
+    for op in [">", "<", ">=", "<=", "==", "!="] {
+        func!(b, op, move |a: ScriptTensor, b: ScriptTensor| {
+            lift(t::compare(&a.0, &b.0, op))
+        });
+        func!(b, op, move |a: ScriptTensor, b: Dynamic| {
+            let s = lift(t::scalar_like(&a.0, number(&b, op)?))?;
+            lift(t::compare(&a.0, &s.0, op))
+        });
+        func!(b, op, move |a: Dynamic, b: ScriptTensor| {
+            let s = lift(t::scalar_like(&b.0, number(&a, op)?))?;
+            lift(t::compare(&s.0, &b.0, op))
+        });
+    }
+    func!(b, "where", |m: ScriptTensor, a: ScriptTensor, b: ScriptTensor| {
+        lift(t::select(&m.0, &a.0, &b.0))
+    });
+    func!(b, "where", |m: ScriptTensor, a: ScriptTensor, b: Dynamic| {
+        let s = lift(t::scalar_like(&a.0, number(&b, "where")?))?;
+        lift(t::select(&m.0, &a.0, &s.0))
+    });
+    func!(b, "where", |m: ScriptTensor, a: Dynamic, b: ScriptTensor| {
+        let s = lift(t::scalar_like(&b.0, number(&a, "where")?))?;
+        lift(t::select(&m.0, &s.0, &b.0))
+    });
+    b.module.set_indexer_get_fn(|x: &mut ScriptTensor, i: i64| -> Res<ScriptTensor> {
+        match t::index(&x.0, i) {
+            Ok(t) => Ok(ScriptTensor(t)),
+            Err(e) => fail(e),
+        }
+    });
+    func!(b, "cat", |parts: Array| -> Res<ScriptTensor> {
+        if parts.is_empty() {
+            return fail("cat needs at least one tensor");
+        }
+        let mut tensors = Vec::with_capacity(parts.len());
+        for p in parts {
+            match p.try_cast::<ScriptTensor>() {
+                Some(t) => tensors.push(t.0),
+                None => return fail("cat takes an array of tensors"),
+            }
+        }
+        lift(t::cat(&tensors))
+    });
+}
+
 fn register_reductions(b: &mut Builder) {
     b.group(
         "Reductions and reading values back",
-        "`mean` and `sum` give a scalar tensor; `to_float` reads a single value, `to_array` all of \
-         them, `len` counts them and `shape` gives the dimensions.",
+        "`mean`, `sum`, `std` (with Bessel's correction, as `torch.std`) and `logsumexp` give a \
+         scalar tensor; `to_float` reads a single value, `to_array` all of them, `len` counts them \
+         and `shape` gives the dimensions.",
         r#"
 let per_pair = tensor([1.0, 2.0, 4.0]);
 let loss = mean(per_pair);                        // a scalar tensor
 assert_eq(to_float(sum(per_pair)), 7.0);
+assert_close(std(per_pair), 1.5275252316519465, 1e-12);
+assert_close(logsumexp(per_pair), 4.169846019556285, 1e-12);
 assert_eq(to_array(per_pair)[2], 4.0);
 assert_eq(len(per_pair), 3);
 assert_eq(shape(per_pair), [3]);
@@ -166,6 +242,8 @@ print(loss);                                      // Tensor(2.3333333333333335)
     );
     func!(b, "mean", |x: ScriptTensor| lift(x.0.mean_all()));
     func!(b, "sum", |x: ScriptTensor| lift(x.0.sum_all()));
+    func!(b, "std", |x: ScriptTensor| lift(t::std(&x.0)));
+    func!(b, "logsumexp", |x: ScriptTensor| lift(t::logsumexp(&x.0)));
     func!(b, "len", |x: ScriptTensor| x.0.elem_count() as i64);
     func!(b, "to_float", |x: ScriptTensor| -> Res<f64> {
         if x.0.elem_count() != 1 {
