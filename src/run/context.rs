@@ -58,6 +58,7 @@ impl Run {
         if let Some(e) = &exported {
             e.check_inputs(&recipe, request.allow_different_inputs)?;
         }
+        super::preflight::preflight(&recipe, &hooks)?;
         for (kind, source) in hooks.describe() {
             tracing::info!("hook {}: {source}", kind.signature());
             let set_by = crate::recipe::describe_source(&layered.figment, kind.recipe_key());

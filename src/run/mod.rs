@@ -8,6 +8,7 @@ mod folder;
 mod keys;
 mod manifest;
 mod pipeline;
+mod preflight;
 mod round;
 mod summary;
 

@@ -146,7 +146,7 @@ pub fn run_check(
 }
 
 /// A random f64 batch; every value is away from the kinks of the usual losses.
-fn random_batch(seed: u64) -> Result<(Vec<Vec<f64>>, LossInputs)> {
+pub fn random_batch(seed: u64) -> Result<(Vec<Vec<f64>>, LossInputs)> {
     const STAGE: u64 = 0x6772_6164; // "grad"
     let mut rng = Rng::derived(seed, &[STAGE]);
     let b = GRAD_BATCH;

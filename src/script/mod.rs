@@ -14,7 +14,7 @@ mod resolver;
 mod tensor;
 
 pub use api::reference as api_reference;
-pub use check::{CheckReport, GRAD_TOLERANCE, GradCheck, TestOutcome, run_check};
+pub use check::{CheckReport, GRAD_TOLERANCE, GradCheck, TestOutcome, random_batch, run_check};
 pub use embedded::{PLUGINS, plugin_names};
 pub use hooks::{HookKind, HookRef, PairPick, Picked};
 pub use hookset::{HookSet, from_source};

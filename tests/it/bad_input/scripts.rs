@@ -165,3 +165,29 @@ fn a_pair_hook_that_skips_every_question_is_named() {
         "exp.rhai",
     ]);
 }
+
+#[test]
+fn a_loss_reading_a_missing_batch_key_fails_before_any_model_work_naming_the_params_table() {
+    let r = with_script(
+        "fn loss(batch) {\n  let m = batch.beta * (batch.chosen_logps - batch.ref_chosen_logps);\n  \
+         -log_sigmoid(m - batch.margin_target)\n}\n",
+    );
+    r.assert(&[
+        "fn loss(batch)",
+        "synthetic inputs, checked before any model work",
+        "chosen_logps",
+        "--set loss.params.NAME=VALUE",
+    ]);
+    assert!(!r.dir.path().join("run").exists(), "the run folder was made");
+    assert!(!r.dir.path().join("cache").exists(), "model work was done");
+}
+
+#[test]
+fn a_weight_hook_reading_a_missing_stats_key_names_the_keys_it_was_given() {
+    with_script("fn weight(stats) { 1.0 + stats.difficulty * 2.0 }\n").assert(&[
+        "fn weight(stats)",
+        "synthetic inputs",
+        "stats.id, n, pc, pe, invalid, answers",
+        "weight.params",
+    ]);
+}
