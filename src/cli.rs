@@ -78,7 +78,7 @@ pub enum Command {
     Reproduce(ReproduceArgs),
     /// Measure training and sampling speed and memory.
     Bench(BenchArgs),
-    /// Compare finished runs: accuracy by method and weighting, mean ± std over seeds.
+    /// Compare finished runs grouped by their recipe: accuracy with intervals over seeds, paired differences to a baseline run.
     Compare(CompareArgs),
     /// Run a grid of recipe values × seeds and summarise it with intervals and paired differences.
     Sweep(SweepArgs),
@@ -110,9 +110,16 @@ pub struct SweepArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Run folders (each with a summary.json).
+    /// Run folders (each with a summary.json), or sweep folders (every run they list).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
+    /// Group by these recipe keys only (`loss.name,weight.scheme`); runs of one group must agree
+    /// on every other key. Default: group by the whole recipe less the seeds.
+    #[arg(long, value_name = "KEY,...")]
+    pub by: Vec<String>,
+    /// A run every group is compared with question by question (bootstrap interval, McNemar p).
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<PathBuf>,
     /// Where to write the bar chart.
     #[arg(long, default_value = "compare.png")]
     pub out: PathBuf,

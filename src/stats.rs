@@ -53,6 +53,46 @@ pub fn mean_interval(values: &[f64]) -> Option<(f64, f64, f64)> {
     Some((mean, mean - half, mean + half))
 }
 
+/// McNemar's exact two-sided p-value for `b` and `c` discordant pairs: twice the binomial(b + c,
+/// 1/2) tail of the smaller count, at most 1.
+pub fn mcnemar_p(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    // ln C(n, i) accumulated term by term, summed in probability space.
+    let mut log_term = -(n as f64) * std::f64::consts::LN_2; // i = 0: C(n,0) / 2^n
+    let mut tail = log_term.exp();
+    for i in 1..=k {
+        log_term += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        tail += log_term.exp();
+    }
+    (2.0 * tail).min(1.0)
+}
+
+/// The mean of `values` with a 95 % percentile bootstrap interval from `resamples` resamples drawn
+/// with a generator seeded by `seed`: `(mean, low, high)`.
+pub fn bootstrap_mean_interval(values: &[f64], resamples: usize, seed: u64) -> (f64, f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let mut rng = crate::rng::Rng::derived(seed, &[crate::rng::hash_str("bootstrap")]);
+    let mut means: Vec<f64> = (0..resamples)
+        .map(|_| {
+            (0..n)
+                .map(|_| values[rng.below(n as u64) as usize])
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * resamples as f64) as usize).min(resamples - 1)];
+    (mean, at(0.025), at(0.975))
+}
+
 /// The change of accuracy between two evals of the same questions, paired per question.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PairedChange {
@@ -96,6 +136,27 @@ mod tests {
     /// 10 questions: 2 lost, 4 gained. diff = 0.2; the per-question differences are
     /// (-1 x2, +1 x4, 0 x4), whose population variance is 0.6 - 0.04 = 0.56, so
     /// se = sqrt(0.56 / 10) = 0.236643.
+    /// Reference values: scipy.stats.binomtest(k, n, 0.5).pvalue (exact two-sided), e.g.
+    /// binomtest(2, 12) = 0.03857421875 and binomtest(5, 10) = 1.0.
+    #[test]
+    fn mcnemar_matches_the_exact_binomial_test() {
+        assert!((mcnemar_p(2, 10) - 0.038_574_218_75).abs() < 1e-12);
+        assert!((mcnemar_p(10, 2) - 0.038_574_218_75).abs() < 1e-12);
+        assert_eq!(mcnemar_p(5, 5), 1.0);
+        assert_eq!(mcnemar_p(0, 0), 1.0);
+        // binomtest(0, 20) = 2 / 2^20
+        assert!((mcnemar_p(0, 20) - 2.0 / 1_048_576.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn the_bootstrap_interval_holds_the_mean_and_is_seeded() {
+        let values: Vec<f64> = (0..200).map(|i| f64::from(i % 3 == 0)).collect();
+        let (m, lo, hi) = bootstrap_mean_interval(&values, 1000, 7);
+        assert!((m - 67.0 / 200.0).abs() < 1e-12);
+        assert!(lo < m && m < hi && hi - lo < 0.2, "{lo} {hi}");
+        assert_eq!(bootstrap_mean_interval(&values, 1000, 7), (m, lo, hi));
+    }
+
     #[test]
     fn a_paired_change_counts_discordant_questions() {
         let before = [true, true, false, false, false, false, true, true, false, false];

@@ -1,178 +1,396 @@
-//! `trainer compare RUN...`: a table of finished runs grouped by method and weighting (accuracy
-//! after training, mean ± std over seeds, wall time) and a PNG bar chart of it.
+//! `trainer compare RUN...`: finished runs (or sweep folders) grouped by their full resolved
+//! recipe less the seeds, the keys that differ shown as columns, accuracy with intervals over
+//! seeds, duplicate seeds flagged, runs evaluated differently refused, and with `--baseline RUN`
+//! the per-question paired difference to that run (bootstrap interval, McNemar p).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde::Deserialize;
 
+use crate::cli::CompareArgs;
 use crate::error::user_error;
 use crate::plot::{Bar, bar_chart};
+use crate::stats::{bootstrap_mean_interval, mcnemar_p, mean_interval};
 
-/// What `compare` reads of a run's `summary.json`.
-#[derive(Debug, Deserialize)]
-struct Summary {
-    hooks: BTreeMap<String, String>,
-    weighting: String,
-    seed: u64,
-    eval_before: Option<Outcome>,
-    eval_after: Option<Outcome>,
-    total_seconds: f64,
+/// Recipe keys that differ between the seeds of one experiment, or only say where it ran.
+const NOT_THE_EXPERIMENT: [&str; 7] = [
+    "run.seed",
+    "sampling.seed",
+    "run.out",
+    "run.name",
+    "run.cache",
+    "train.checkpoint_every",
+    "train.resume_every",
+];
+
+/// The setting that stands for the contents of every script a run used.
+const SCRIPTS: &str = "scripts";
+
+/// One finished run as `compare` reads it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub dir: PathBuf,
+    pub seed: u64,
+    /// Every recipe key (flattened, `section.key`) with its TOML value, plus the hash of every
+    /// script the run used (`script:<path>`), less the keys in [`NOT_THE_EXPERIMENT`].
+    pub settings: BTreeMap<String, String>,
+    pub before: Option<f64>,
+    pub after: Option<f64>,
+    pub seconds: f64,
 }
 
-#[derive(Debug, Deserialize)]
-struct Outcome {
-    accuracy: f64,
-}
-
-/// One (method, weighting) group.
-#[derive(Debug, Clone, PartialEq)]
+/// Runs that share every setting.
+#[derive(Debug, Clone)]
 pub struct Group {
-    pub method: String,
-    pub weighting: String,
-    pub seeds: Vec<u64>,
-    pub before: Vec<f64>,
-    pub after: Vec<f64>,
-    pub seconds: Vec<f64>,
+    /// The group's values of the keys shown as columns.
+    pub columns: Vec<String>,
+    pub runs: Vec<RunInfo>,
 }
 
-fn stem(path: &str) -> String {
-    Path::new(path)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string())
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        user_error(format!(
+            "{}: {e} (not a finished run folder?)",
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| user_error(format!("{}: {e}", path.display())))
 }
 
-/// Mean and sample standard deviation.
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
     }
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
 }
 
-/// Reads the runs and groups them.
-pub fn collect(runs: &[PathBuf]) -> Result<Vec<Group>> {
-    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
-    for dir in runs {
-        let path = dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            user_error(format!(
-                "{}: {e} (not a finished run folder?)",
-                path.display()
-            ))
-        })?;
-        let s: Summary = serde_json::from_str(&text)
-            .map_err(|e| user_error(format!("{}: {e}", path.display())))?;
-        let method = s
-            .hooks
-            .get("loss")
-            .map(|l| stem(l))
-            .unwrap_or_else(|| "?".into());
-        let weight = s
-            .hooks
-            .get("weight")
-            .map(|w| stem(w))
-            .unwrap_or_else(|| "?".into());
-        let weighting = if s.weighting == "wpo" {
-            if weight == "uniform" {
-                "wpo".to_string()
-            } else {
-                format!("{weight}+wpo")
+/// Reads one run folder.
+pub fn read_run(dir: &Path) -> Result<RunInfo> {
+    let summary = read_json(&dir.join("summary.json"))?;
+    let recipe_path = dir.join("recipe.toml");
+    let text = std::fs::read_to_string(&recipe_path)
+        .map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))?;
+    let recipe: toml::Value = toml::from_str(&text)
+        .map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))?;
+    let mut settings = BTreeMap::new();
+    flatten("", &recipe, &mut settings);
+    settings.retain(|k, _| !NOT_THE_EXPERIMENT.contains(&k.as_str()) && !k.starts_with("sweep."));
+    if let Ok(manifest) = read_json(&dir.join("manifest.json"))
+        && let Some(scripts) = manifest["scripts"].as_object()
+    {
+        // One setting for the scripts' contents: a short hash of every (path, sha256).
+        let mut h = crate::store::Hasher::default();
+        for (path, sha) in scripts {
+            h.update(path.as_bytes());
+            h.update(sha.to_string().as_bytes());
+        }
+        settings.insert(SCRIPTS.to_string(), h.hex()[..12].to_string());
+    }
+    let acc = |which: &str| summary[which]["accuracy"].as_f64();
+    Ok(RunInfo {
+        dir: dir.to_path_buf(),
+        seed: summary["seed"].as_u64().unwrap_or(0),
+        settings,
+        before: acc("eval_before"),
+        after: acc("eval_after"),
+        seconds: summary["total_seconds"].as_f64().unwrap_or(0.0),
+    })
+}
+
+/// The run folders named: a run folder itself, or every run a sweep folder lists.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let listing = p.join("sweep.jsonl");
+        if listing.is_file() {
+            let text = std::fs::read_to_string(&listing)?;
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| user_error(format!("{}: {e}", listing.display())))?;
+                if let Some(dir) = v["run_dir"].as_str() {
+                    out.push(PathBuf::from(dir));
+                }
             }
         } else {
-            weight
-        };
-        let g = groups
-            .entry((method.clone(), weighting.clone()))
-            .or_insert_with(|| Group {
-                method,
-                weighting,
-                seeds: vec![],
-                before: vec![],
-                after: vec![],
-                seconds: vec![],
-            });
-        g.seeds.push(s.seed);
-        if let Some(b) = s.eval_before {
-            g.before.push(b.accuracy);
+            out.push(p.clone());
         }
-        if let Some(a) = s.eval_after {
-            g.after.push(a.accuracy);
-        }
-        g.seconds.push(s.total_seconds);
     }
-    Ok(groups.into_values().collect())
+    Ok(out)
 }
 
-/// The table as printed (and as pasted into the README).
-pub fn render(groups: &[Group]) -> String {
+/// Stops when two runs were evaluated differently (any `eval.*` key): their accuracies do not
+/// measure the same thing.
+fn check_same_eval(runs: &[RunInfo]) -> Result<()> {
+    let first = &runs[0];
+    for run in &runs[1..] {
+        let keys: BTreeSet<&String> = first.settings.keys().chain(run.settings.keys()).collect();
+        for key in keys.into_iter().filter(|k| k.starts_with("eval.")) {
+            let (a, b) = (first.settings.get(key), run.settings.get(key));
+            if a != b {
+                return Err(user_error(format!(
+                    "{} and {} were evaluated differently ({key} = {} and {}); their accuracies \
+                     cannot be compared",
+                    first.dir.display(),
+                    run.dir.display(),
+                    a.map_or("(unset)", String::as_str),
+                    b.map_or("(unset)", String::as_str)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Groups the runs by every setting (or only by `by`, refusing runs of one group that differ in
+/// any other setting); the columns are the keys whose values differ between groups.
+pub fn group(runs: Vec<RunInfo>, by: &[String]) -> Result<(Vec<String>, Vec<Group>)> {
+    let all_keys: BTreeSet<String> = runs.iter().flat_map(|r| r.settings.keys().cloned()).collect();
+    for key in by {
+        if !all_keys.contains(key) {
+            return Err(user_error(format!(
+                "--by {key}: not a recipe key of these runs"
+            )));
+        }
+    }
+    let value = |r: &RunInfo, k: &str| r.settings.get(k).cloned().unwrap_or_default();
+    let differing: Vec<String> = all_keys
+        .iter()
+        .filter(|k| runs.iter().any(|r| value(r, k) != value(&runs[0], k)))
+        .cloned()
+        .collect();
+    let columns: Vec<String> = if by.is_empty() {
+        // The scripts' hash is a column only when the recipe keys alone do not tell the groups
+        // apart (a script edited between runs).
+        let recipe_keys: Vec<String> =
+            differing.iter().filter(|k| *k != SCRIPTS).cloned().collect();
+        let tuples = |keys: &[String]| -> BTreeSet<Vec<String>> {
+            runs.iter()
+                .map(|r| keys.iter().map(|k| value(r, k)).collect())
+                .collect()
+        };
+        if tuples(&recipe_keys).len() < tuples(&differing).len() {
+            differing.clone()
+        } else {
+            recipe_keys
+        }
+    } else {
+        by.to_vec()
+    };
+    let mut groups: BTreeMap<Vec<String>, Vec<RunInfo>> = BTreeMap::new();
+    for run in runs {
+        let key: Vec<String> = columns
+            .iter()
+            .map(|k| value(&run, k).trim_matches('"').to_string())
+            .collect();
+        groups.entry(key).or_default().push(run);
+    }
+    for members in groups.values() {
+        for key in &differing {
+            let (a, b) = (&members[0], members.iter().find(|r| value(r, key) != value(&members[0], key)));
+            if let Some(b) = b {
+                return Err(user_error(format!(
+                    "--by {}: {} and {} fall in one group but differ in {key} ({} and {}); add it \
+                     to --by or leave those runs out",
+                    by.join(","),
+                    a.dir.display(),
+                    b.dir.display(),
+                    value(a, key),
+                    value(b, key)
+                )));
+            }
+        }
+    }
+    let groups = groups
+        .into_iter()
+        .map(|(columns, runs)| Group { columns, runs })
+        .collect();
+    Ok((columns, groups))
+}
+
+/// Per-question correctness from `eval_after.jsonl`, by question id.
+fn verdicts(dir: &Path) -> Result<BTreeMap<String, bool>> {
+    let path = dir.join("eval_after.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| user_error(format!("{}: {e} (--baseline needs each run's eval after)", path.display())))?;
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .map_err(|e| user_error(format!("{}: {e}", path.display())))?;
+            Ok((
+                v["id"].as_str().unwrap_or_default().to_string(),
+                v["verdict"] == "correct",
+            ))
+        })
+        .collect()
+}
+
+/// A group's paired difference to the baseline run, per question.
+struct Paired {
+    interval: (f64, f64, f64),
+    gained: usize,
+    lost: usize,
+    p: f64,
+}
+
+/// The group's runs against the baseline on the questions both answered: the per-question
+/// difference averaged over the group's runs, its 95 % bootstrap interval over questions, and
+/// McNemar's exact p on the discordant pairs pooled over the runs.
+fn paired(group: &Group, baseline: &BTreeMap<String, bool>) -> Result<Paired> {
+    let runs: Vec<BTreeMap<String, bool>> =
+        group.runs.iter().map(|r| verdicts(&r.dir)).collect::<Result<_>>()?;
+    let (mut gained, mut lost) = (0, 0);
+    let mut diffs = Vec::new();
+    for (id, base) in baseline {
+        let mine: Vec<bool> = runs.iter().filter_map(|r| r.get(id).copied()).collect();
+        if mine.len() != runs.len() {
+            continue;
+        }
+        gained += mine.iter().filter(|m| **m && !base).count();
+        lost += mine.iter().filter(|m| !**m && *base).count();
+        let mean = mine.iter().filter(|m| **m).count() as f64 / mine.len() as f64;
+        diffs.push(mean - f64::from(u8::from(*base)));
+    }
+    Ok(Paired {
+        interval: bootstrap_mean_interval(&diffs, 2000, 1),
+        gained,
+        lost,
+        p: mcnemar_p(gained, lost),
+    })
+}
+
+fn pct((m, lo, hi): (f64, f64, f64)) -> String {
+    format!("{:.1}% [{:.1}, {:.1}]", 100.0 * m, 100.0 * lo, 100.0 * hi)
+}
+
+/// The table as printed.
+fn render(columns: &[String], groups: &[Group], baseline: Option<&BTreeMap<String, bool>>) -> Result<String> {
     let mut out = String::new();
+    let head: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let extra = if baseline.is_some() {
+        " paired difference to the baseline (95% bootstrap) | McNemar p |"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "| method | weighting | seeds | accuracy before | accuracy after (mean ± std) | wall time (s) |"
+        "| {} | n | seeds | accuracy before | accuracy after (mean, 95% t interval) | wall time (s) |{extra}",
+        if head.is_empty() { "runs".to_string() } else { head.join(" | ") }
     );
-    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+    let cols = head.len().max(1) + 5 + if baseline.is_some() { 2 } else { 0 };
+    let _ = writeln!(out, "|{}", " --- |".repeat(cols));
     for g in groups {
-        let (b, _) = mean_std(&g.before);
-        let (a, sd) = mean_std(&g.after);
-        let (t, _) = mean_std(&g.seconds);
-        let seeds: Vec<String> = g.seeds.iter().map(u64::to_string).collect();
+        let seeds: Vec<u64> = g.runs.iter().map(|r| r.seed).collect();
+        let distinct: BTreeSet<u64> = seeds.iter().copied().collect();
+        let mut seed_text: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        seed_text.sort();
+        let dup = if distinct.len() < seeds.len() {
+            " (duplicate seeds!)"
+        } else {
+            ""
+        };
+        let before: Vec<f64> = g.runs.iter().filter_map(|r| r.before).collect();
+        let after: Vec<f64> = g.runs.iter().filter_map(|r| r.after).collect();
+        let secs: Vec<f64> = g.runs.iter().map(|r| r.seconds).collect();
+        let cells = if g.columns.is_empty() {
+            "all".to_string()
+        } else {
+            g.columns.join(" | ")
+        };
+        let versus = match baseline {
+            Some(base) => {
+                let p = paired(g, base)?;
+                format!(
+                    " {:+.1} points [{:+.1}, {:+.1}] ({} gained, {} lost) | {:.3} |",
+                    100.0 * p.interval.0,
+                    100.0 * p.interval.1,
+                    100.0 * p.interval.2,
+                    p.gained,
+                    p.lost,
+                    p.p
+                )
+            }
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1}% | {:.1}% ± {:.1} | {:.0} |",
-            g.method,
-            g.weighting,
-            seeds.join(","),
-            100.0 * b,
-            100.0 * a,
-            100.0 * sd,
-            t
+            "| {cells} | {} | {}{dup} | {} | {} | {:.0} |{versus}",
+            g.runs.len(),
+            seed_text.join(","),
+            mean_interval(&before).map_or("-".into(), pct),
+            mean_interval(&after).map_or("-".into(), pct),
+            mean_interval(&secs).map_or(0.0, |m| m.0),
         );
     }
-    out
+    Ok(out)
 }
 
-/// A weighting name short enough to sit under a bar.
-fn short(weighting: &str) -> String {
-    weighting
-        .replace("plug_and_play", "pnp")
-        .replace("uniform", "unif")
-}
-
-/// The `trainer compare` command: prints the table and writes the chart to `out`.
-pub fn compare(runs: &[PathBuf], out: &Path) -> Result<()> {
-    crate::store::check_output_file(out, "--out")?;
-    if runs.is_empty() {
+/// The `trainer compare` command: prints the table and writes the chart to `--out`.
+pub fn compare(args: &CompareArgs) -> Result<()> {
+    crate::store::check_output_file(&args.out, "--out")?;
+    let dirs = expand(&args.runs)?;
+    if dirs.is_empty() {
         return Err(user_error("trainer compare needs at least one run folder"));
     }
-    let groups = collect(runs)?;
-    print!("{}", render(&groups));
+    let runs: Vec<RunInfo> = dirs.iter().map(|d| read_run(d)).collect::<Result<_>>()?;
+    check_same_eval(&runs)?;
+    let by: Vec<String> = args
+        .by
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (columns, groups) = group(runs, &by)?;
+    for g in &groups {
+        let seeds: BTreeSet<u64> = g.runs.iter().map(|r| r.seed).collect();
+        if seeds.len() < g.runs.len() {
+            tracing::warn!(
+                "{} runs of one group share seeds ({}): they are repeats, not independent seeds",
+                g.runs.len(),
+                g.columns.join(", ")
+            );
+        }
+    }
+    let baseline = match &args.baseline {
+        Some(dir) => Some(verdicts(dir)?),
+        None => None,
+    };
+    print!("{}", render(&columns, &groups, baseline.as_ref())?);
     let bars: Vec<Bar> = groups
         .iter()
-        .map(|g| {
-            let (a, sd) = mean_std(&g.after);
-            Bar {
-                label: format!("{}\n{}", g.method, short(&g.weighting)),
-                value: 100.0 * a,
-                interval: (sd > 0.0).then_some((100.0 * (a - sd), 100.0 * (a + sd))),
-            }
+        .filter_map(|g| {
+            let after: Vec<f64> = g.runs.iter().filter_map(|r| r.after).collect();
+            let (m, lo, hi) = mean_interval(&after)?;
+            Some(Bar {
+                label: if g.columns.is_empty() {
+                    "all".into()
+                } else {
+                    g.columns.join("\n")
+                },
+                value: 100.0 * m,
+                interval: (after.len() > 1).then_some((100.0 * lo, 100.0 * hi)),
+            })
         })
         .collect();
     bar_chart(
-        "accuracy after training (mean +- std over seeds)",
+        "accuracy after training (95% t interval over seeds)",
         "accuracy (%)",
         &bars,
     )
-    .save_png(out)?;
-    eprintln!("chart: {}", out.display());
+    .save_png(&args.out)?;
+    eprintln!("chart: {}", args.out.display());
     Ok(())
 }

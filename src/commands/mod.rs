@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Generate(args)) => generate::generate_text(&args),
         Some(Command::Reproduce(args)) => reproduce::reproduce(&args.run_dir),
         Some(Command::Bench(args)) => bench::bench(&args),
-        Some(Command::Compare(args)) => compare::compare(&args.runs, &args.out),
+        Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Sweep(args)) => sweep::sweep(&args),
     }
 }

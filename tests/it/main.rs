@@ -3,6 +3,7 @@
 mod bad_input;
 mod builtin;
 mod common;
+mod compare;
 mod dpo_parity;
 mod export;
 mod grading;
