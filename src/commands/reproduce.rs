@@ -44,14 +44,18 @@ fn read_manifest(run: &Path) -> Result<Manifest> {
     serde_json::from_str(&text).map_err(|e| user_error(format!("{}: {e}", path.display())))
 }
 
-/// Refuses to start when the binary or a script is not what the run used.
-fn check_inputs(manifest: &Manifest) -> Result<()> {
+/// Refuses to start when the binary is not what the run used, or (for a run folder without
+/// `export.toml`, whose scripts are read from their paths) when a script changed.
+fn check_inputs(manifest: &Manifest, scripts_from_files: bool) -> Result<()> {
     let ours = trainer_version();
     if manifest.trainer_version != ours {
         return Err(user_error(format!(
             "the run was made by {}, this is {ours}: reproduce it with that binary",
             manifest.trainer_version
         )));
+    }
+    if !scripts_from_files {
+        return Ok(());
     }
     for (script, recorded) in &manifest.scripts {
         let now = sha256_path(Path::new(script))
@@ -101,19 +105,32 @@ pub fn compare(original: &Path, reproduced: &Path) -> Result<Vec<Check>> {
 pub fn reproduce(run_dir: &Path) -> Result<()> {
     let started = Instant::now();
     let manifest = read_manifest(run_dir)?;
-    check_inputs(&manifest)?;
-    let recipe = run_dir.join("recipe.toml");
+    // A run folder's export.toml embeds every script and names inputs by absolute path, so it
+    // reproduces from any directory, whatever became of the script files; older run folders
+    // have only recipe.toml.
+    let export = run_dir.join(crate::run::EXPORT_FILE);
+    let from_export = export.is_file();
+    check_inputs(&manifest, !from_export)?;
+    let recipe = if from_export {
+        export
+    } else {
+        run_dir.join("recipe.toml")
+    };
     if !recipe.is_file() {
         return Err(user_error(format!(
             "{}: missing (not a run folder?)",
             recipe.display()
         )));
     }
-    let out: PathBuf = run_dir.join("reproduce");
-    if out.exists() {
-        std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
+    // The reproduction's run folder and its own empty cache (so the warm start, samples and
+    // every pass are computed again, not read back), side by side.
+    let base: PathBuf = run_dir.join("reproduce");
+    if base.exists() {
+        std::fs::remove_dir_all(&base)
+            .with_context(|| format!("removing {}", base.display()))?;
     }
-    let cache = toml::Value::String(out.join("cache").display().to_string());
+    let out = base.join("run");
+    let cache = toml::Value::String(base.join("cache").display().to_string());
     let request = RunRequest {
         recipe: RecipeInput {
             config: Some(recipe),

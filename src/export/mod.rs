@@ -10,4 +10,4 @@ mod write;
 pub use fingerprint::{Fingerprint, fingerprints};
 pub use open::{Exported, load_recipe};
 pub use table::{EXPORT_FORMAT, ExportTable, ExportedInput, ExportedScript, read_export_table};
-pub use write::write_export;
+pub use write::{write_export, write_run_export};

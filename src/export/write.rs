@@ -25,6 +25,16 @@ const HEADER: &str = "\
 
 /// Writes the export of the recipe `input` describes to `out` and returns what it holds, in words.
 pub fn write_export(input: &RecipeInput, out: &Path) -> Result<String> {
+    export_to(input, out, false)
+}
+
+/// The export a run folder keeps (`export.toml`): as [`write_export`], with relative model and
+/// data paths made absolute, so that `trainer reproduce` works from any directory.
+pub fn write_run_export(input: &RecipeInput, out: &Path) -> Result<String> {
+    export_to(input, out, true)
+}
+
+fn export_to(input: &RecipeInput, out: &Path, absolute: bool) -> Result<String> {
     let (layered, exported) = load_recipe(input)?;
     let recipe = layered.resolve()?;
     let near = exported.as_ref().map(|e| e.plugins_near());
@@ -48,6 +58,17 @@ pub fn write_export(input: &RecipeInput, out: &Path) -> Result<String> {
         set_key(&mut table, key, rel.clone())?;
     }
     set_key(&mut table, "run.out", String::new())?;
+    if absolute {
+        for input in &inputs {
+            let path = Path::new(&input.path);
+            if path.is_relative()
+                && !input.path.starts_with("builtin:")
+                && let Ok(full) = path.canonicalize()
+            {
+                set_key(&mut table, &input.key, full.display().to_string())?;
+            }
+        }
+    }
     let summary = format!(
         "{}: {} scripts, inputs {}",
         out.display(),

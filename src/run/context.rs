@@ -16,6 +16,9 @@ use crate::script::HookSet;
 use crate::stages::warm_start::model_path;
 use crate::store::{sha256_path, write_atomic, write_json_atomic};
 
+/// The exported recipe every run folder holds.
+pub const EXPORT_FILE: &str = "export.toml";
+
 /// The state of a run in progress.
 pub(super) struct Run {
     pub recipe: Recipe,
@@ -62,7 +65,8 @@ impl Run {
         for (kind, source) in hooks.describe() {
             tracing::info!("hook {}: {source}", kind.signature());
             let set_by = crate::recipe::describe_source(&layered.figment, kind.recipe_key());
-            if hooks.from_script(kind) && set_by != "default" {
+            // An exported recipe sets every key, so only a key set some other way is news.
+            if hooks.from_script(kind) && set_by != "default" && exported.is_none() {
                 tracing::warn!(
                     "{} (set by {set_by}) has no effect: the script defines fn {}, which takes \
                      its place",
@@ -92,6 +96,9 @@ impl Run {
         let run_folder = folder::open_run_dir(planned, &recipe.run, &run_key)?;
         let dir = run_folder.dir.clone();
         write_atomic(&dir.join("recipe.toml"), recipe_text.as_bytes())?;
+        // The self-contained recipe (scripts embedded, input hashes, absolute input paths) that
+        // `trainer reproduce` runs, from any directory, whatever happened to the script files.
+        crate::export::write_run_export(&request.recipe, &dir.join(EXPORT_FILE))?;
         folder::copy_scripts(&dir, &hooks.host.sources())?;
         Ok(Run {
             recipe,

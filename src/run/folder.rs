@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::error::user_error;
-use crate::recipe::{OutDir, RunSpec};
+use crate::recipe::{OutDir, RunSpec, ScriptChoice};
 use crate::store::write_atomic;
 
 /// UTC `YYYYmmdd-HHMMSS` of now.
@@ -88,13 +88,14 @@ pub fn open_run_dir(planned: Planned, run: &RunSpec, key: &str) -> Result<RunFol
             }
             folder
         }
-        None => match unfinished_run(Path::new("runs"), &run.name, key)? {
+        None => match unfinished_run(Path::new("runs"), &folder_name(run), key)? {
             Some(dir) => {
                 tracing::info!("resuming the unfinished run {}", dir.display());
                 lock(&dir)?
             }
             None => {
-                let dir = PathBuf::from("runs").join(format!("{}-{}", run.name, timestamp()));
+                let dir =
+                    PathBuf::from("runs").join(format!("{}-{}", folder_name(run), timestamp()));
                 create(&dir)?;
                 lock(&dir)?
             }
@@ -102,6 +103,19 @@ pub fn open_run_dir(planned: Planned, run: &RunSpec, key: &str) -> Result<RunFol
     };
     write_atomic(&folder.dir.join(IN_PROGRESS), key.as_bytes())?;
     Ok(folder)
+}
+
+/// The name a run folder starts with: `run.name`, or the script's file stem when the name is the
+/// default one and a script is given (`runs/plug_and_play-<time>`).
+fn folder_name(run: &RunSpec) -> String {
+    match &run.script {
+        ScriptChoice::File(path) if run.name == "default" => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| run.name.clone()),
+        _ => run.name.clone(),
+    }
 }
 
 fn create(dir: &Path) -> Result<()> {

@@ -12,6 +12,7 @@ mod preflight;
 mod round;
 mod summary;
 
+pub use context::EXPORT_FILE;
 pub use folder::{timestamp, write_jsonl};
 pub use manifest::{Input, Manifest};
 pub use pipeline::{eval, run};

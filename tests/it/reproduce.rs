@@ -95,3 +95,52 @@ fn reproduce_refuses_a_folder_that_is_not_a_run() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("manifest.json"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_run_reproduces_from_another_directory_after_its_script_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("mine.rhai");
+    std::fs::write(&script, "fn weight(stats) { 1.0 + stats.pe.to_float() / stats.n }\n").unwrap();
+    let run_dir = dir.path().join("run");
+    let mut args = vec![
+        "--script".to_string(),
+        script.display().to_string(),
+        "--out".into(),
+        run_dir.display().to_string(),
+    ];
+    args.extend(small_default(dir.path()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = trainer(&argv, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let export = std::fs::read_to_string(run_dir.join("export.toml")).unwrap();
+    assert!(export.contains("stats.pe.to_float()"), "the script is embedded:\n{export}");
+    std::fs::write(&script, "fn weight(stats) { 7.0 }\n").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .current_dir(elsewhere.path())
+        .args(["reproduce", run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = stdout(&again);
+    assert!(again.status.success(), "{report}\n{}", stderr(&again));
+    assert!(report.contains("6 of 6 artifacts identical"), "{report}");
+}
+
+#[test]
+fn a_run_folder_is_named_after_its_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = crate::common::root().join("scripts/plug_and_play.rhai");
+    let mut args = vec!["--script".to_string(), script.display().to_string()];
+    args.extend(small_default(dir.path()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = crate::common::trainer_in(dir.path(), &argv, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("plug_and_play-")),
+        "{names:?}"
+    );
+}
