@@ -7,6 +7,7 @@ use anyhow::Result;
 use figment::Figment;
 
 use super::load::describe_source;
+use super::spec::HookParam;
 use crate::error::user_error;
 
 /// Builds error messages that name a key and its source.
@@ -85,6 +86,46 @@ impl Ctx<'_> {
             }
         }
         Ok(params.clone())
+    }
+}
+
+impl Ctx<'_> {
+    /// `[section.params]` of a hook that takes numbers or strings (grade, pair): each name a Rhai
+    /// identifier not among `reserved`, each value a finite number or a string.
+    pub(super) fn text_params(
+        &self,
+        section: &str,
+        params: &BTreeMap<String, toml::Value>,
+        reserved: &[&str],
+    ) -> Result<Vec<(String, HookParam)>> {
+        let mut numbers = BTreeMap::new();
+        let mut out = Vec::new();
+        for (name, value) in params {
+            let key = format!("{section}.params.{name}");
+            match value {
+                toml::Value::Float(f) => {
+                    numbers.insert(name.clone(), *f);
+                }
+                toml::Value::Integer(i) => {
+                    numbers.insert(name.clone(), *i as f64);
+                }
+                toml::Value::String(s) => {
+                    self.params(section, &BTreeMap::from([(name.clone(), 0.0)]), reserved)?;
+                    out.push((name.clone(), HookParam::Text(s.clone())));
+                }
+                other => {
+                    return Err(self.bad(
+                        &key,
+                        format!("must be a number or a string, not a {}", other.type_str()),
+                    ));
+                }
+            }
+        }
+        for (name, f) in self.params(section, &numbers, reserved)? {
+            out.push((name, HookParam::Float(f)));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 }
 

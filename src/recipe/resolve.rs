@@ -29,6 +29,21 @@ pub const LOSS_BATCH_FIELDS: &[&str] = &[
     "weight_placement",
 ];
 
+/// Names a grade hook sees in its example map; `[grade.params]` may not reuse them.
+const GRADE_EXAMPLE_FIELDS: &[&str] = &["id", "question", "gold", "solution", "level"];
+
+/// Names a pair hook sees in its group map; `[pairs.params]` may not reuse them.
+const PAIR_GROUP_FIELDS: &[&str] = &[
+    "id",
+    "seed",
+    "question",
+    "gold",
+    "gold_response",
+    "samples",
+    "stats",
+    "weight",
+];
+
 /// Names a weight hook sees in its stats map; `[weight.params]` may not reuse them.
 pub const WEIGHT_STATS_FIELDS: &[&str] =
     &["n", "pc", "pe", "invalid", "answers", "alpha", "eps", "id"];
@@ -100,6 +115,7 @@ impl Layered {
             model,
             grade: GradeSpec {
                 grader: non_empty_hook(&ctx, "grade.grader", &r.grade.grader)?,
+                params: ctx.text_params("grade", &r.grade.params, GRADE_EXAMPLE_FIELDS)?,
             },
             weight: weight(&ctx, &r.weight)?,
             pairs,
@@ -365,6 +381,7 @@ fn pairs(ctx: &Ctx, r: &RawPairs) -> Result<PairSpec> {
         rule,
         gold_fallback: r.gold_fallback,
         mode,
+        params: ctx.text_params("pairs", &r.params, PAIR_GROUP_FIELDS)?,
     })
 }
 

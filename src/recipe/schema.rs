@@ -131,6 +131,7 @@ pub struct RawOpenAi {
 #[serde(deny_unknown_fields)]
 pub struct RawGrade {
     pub grader: String,
+    pub params: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +150,7 @@ pub struct RawPairs {
     pub gold_fallback: bool,
     pub mode: String,
     pub off_policy: String,
+    pub params: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

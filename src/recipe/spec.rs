@@ -262,6 +262,8 @@ pub enum HookSource {
 #[derive(Debug, Clone)]
 pub struct GradeSpec {
     pub grader: HookSource,
+    /// `[grade.params]`: added to the `example` map of every grade hook call.
+    pub params: Vec<(String, HookParam)>,
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +296,8 @@ pub struct PairSpec {
     pub rule: PairRule,
     pub gold_fallback: bool,
     pub mode: PairMode,
+    /// `[pairs.params]`: added to the `group` map of every pair hook call.
+    pub params: Vec<(String, HookParam)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -209,7 +209,9 @@ impl ScriptHost {
         response: &str,
         example: &impl Serialize,
     ) -> Result<Grade> {
-        let example = Dynamic::from_map(to_map(example)?);
+        let mut example = to_map(example)?;
+        insert_params(&mut example, &self.grade_params);
+        let example = Dynamic::from_map(example);
         let out = self.call(
             hook.unit,
             hook.kind.name(),
@@ -260,11 +262,9 @@ impl ScriptHost {
         responses: &[&str],
         gold_response: Option<&str>,
     ) -> Result<Option<PairPick>> {
-        let out = self.call(
-            hook.unit,
-            hook.kind.name(),
-            vec![Dynamic::from_map(to_map(group)?)],
-        )?;
+        let mut group = to_map(group)?;
+        insert_params(&mut group, &self.pair_params);
+        let out = self.call(hook.unit, hook.kind.name(), vec![Dynamic::from_map(group)])?;
         if out.is_unit() {
             return Ok(None);
         }

@@ -39,6 +39,7 @@ impl HookSet {
             ScriptChoice::None => None,
         };
         let mut host = ScriptHost::new(&recipe.script, script_path.or(plugins_near));
+        host.set_params(&recipe.grade.params, &recipe.pairs.params);
         let script = script_path.map(|p| host.load_file(p)).transpose()?;
         let grade = pick(&mut host, script, HookKind::Grade, &recipe.grade.grader)?;
         let weight = pick(&mut host, script, HookKind::Weight, &recipe.weight.scheme)?;

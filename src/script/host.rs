@@ -13,7 +13,7 @@ use super::resolver::{
 };
 use super::{api, embedded};
 use crate::error::user_error;
-use crate::recipe::ScriptLimits;
+use crate::recipe::{HookParam, ScriptLimits};
 
 /// A compiled script or plugin, known by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,9 +44,19 @@ pub struct ScriptHost {
     units: Vec<Unit>,
     imported: Arc<Mutex<Vec<(String, String)>>>,
     loading: Arc<Loading>,
+    /// `[grade.params]`, added to the example map of every grade hook call.
+    pub(super) grade_params: Vec<(String, HookParam)>,
+    /// `[pairs.params]`, added to the group map of every pair hook call.
+    pub(super) pair_params: Vec<(String, HookParam)>,
 }
 
 impl ScriptHost {
+    /// Sets the `[grade.params]` and `[pairs.params]` every grade and pair hook call receives.
+    pub fn set_params(&mut self, grade: &[(String, HookParam)], pair: &[(String, HookParam)]) {
+        self.grade_params = grade.to_vec();
+        self.pair_params = pair.to_vec();
+    }
+
     /// An engine with `limits`; plugins are looked up from `anchor` (usually the script's path).
     pub fn new(limits: &ScriptLimits, anchor: Option<&Path>) -> Self {
         let plugins = PluginDir::locate(anchor.and_then(Path::parent));
@@ -82,6 +92,8 @@ impl ScriptHost {
             units: Vec::new(),
             imported,
             loading,
+            grade_params: Vec::new(),
+            pair_params: Vec::new(),
         }
     }
 

@@ -215,3 +215,49 @@ fn pipeline_checks_hooks_before_any_model_work() {
     );
     assert_user_error(&out, &["no plugin `nope`", "plugins/loss/"]);
 }
+
+#[test]
+fn grade_and_pair_hooks_receive_their_params_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let recipe = crate::pipeline::recipe(d, "");
+    // The grader accepts an answer when it ends with the gold plus `suffix`; the pair rule
+    // takes the sample `chosen_index` says, so both params must arrive for the run to work.
+    let script = crate::common::write(
+        d,
+        "p.rhai",
+        "fn grade(response, example) {\n  \
+         if example.strict != 1.0 || example.suffix != \"\" { throw \"params missing\"; }\n  \
+         grade_gsm8k(response, example.gold)\n}\n\
+         fn pair(group) {\n  \
+         if group.mode != \"first-two\" { throw \"pair params missing\"; }\n  \
+         #{chosen: 0, rejected: 1}\n}\n",
+    );
+    let out = crate::common::trainer(
+        &[
+            "--script",
+            script.to_str().unwrap(),
+            "--config",
+            recipe.to_str().unwrap(),
+            "--out",
+            d.join("run").to_str().unwrap(),
+            "--set",
+            "grade.params.strict=1",
+            "--set",
+            "grade.params.suffix=\"\"",
+            "--set",
+            "pairs.params.mode=\"first-two\"",
+            "--set",
+            "eval.grader=\"same\"",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        crate::common::stdout(&out),
+        crate::common::stderr(&out)
+    );
+    let pairs = std::fs::read_to_string(d.join("run/pairs.jsonl")).unwrap();
+    assert!(pairs.contains("\"chosen_from\":\"sample 0\""), "{pairs}");
+}

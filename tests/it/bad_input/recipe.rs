@@ -223,3 +223,10 @@ fn rounds_that_cannot_run_are_refused_by_their_key() {
     tiny_run(&["train.rounds=3", "data.format=\"pairs\""])
         .assert(&["train.rounds", "questions to sample"]);
 }
+
+#[test]
+fn grade_and_pair_params_that_shadow_a_field_or_are_not_numbers_or_strings_are_refused() {
+    tiny_run(&["grade.params.gold=1"]).assert(&["grade.params.gold", "built-in name"]);
+    tiny_run(&["pairs.params.samples=\"x\""]).assert(&["pairs.params.samples", "built-in name"]);
+    tiny_run(&["grade.params.t=[1, 2]"]).assert(&["grade.params.t", "a number or a string"]);
+}
