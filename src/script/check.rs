@@ -110,23 +110,21 @@ pub fn run_check(
             }
         }
     }
-    let mut names: Vec<&str> = host
-        .functions(unit)
-        .iter()
-        .filter(|f| f.name.starts_with("test_") && f.params.is_empty())
-        .map(|f| f.name.as_str())
-        .collect();
-    names.sort_unstable();
-    let tests = names
-        .into_iter()
-        .map(|name| TestOutcome {
-            name: name.to_string(),
-            error: host
-                .call(unit, name, vec![])
-                .err()
-                .map(|e| format!("{e:#}")),
-        })
-        .collect();
+    let mut tests = unit_tests(&host, unit, "");
+    // The modules the script imports run their tests too, named `module::test_name`.
+    let main = host.file(unit).to_string();
+    for (name, text) in host.sources() {
+        if name == main {
+            continue;
+        }
+        match host.load_imported(&name, &text) {
+            Ok(imported) => tests.extend(unit_tests(&host, imported, &format!("{name}::"))),
+            Err(e) => tests.push(TestOutcome {
+                name: format!("{name} (imported)"),
+                error: Some(format!("{e:#}")),
+            }),
+        }
+    }
     let mut grads = Vec::new();
     if let Some(hook) = loss_hook {
         for placement in [WeightPlacement::Inside, WeightPlacement::Outside] {
@@ -143,6 +141,27 @@ pub fn run_check(
         tests,
         grads,
     })
+}
+
+/// Runs every `test_*` function of `unit` that takes no parameters, in name order.
+fn unit_tests(host: &ScriptHost, unit: super::host::UnitId, prefix: &str) -> Vec<TestOutcome> {
+    let mut names: Vec<&str> = host
+        .functions(unit)
+        .iter()
+        .filter(|f| f.name.starts_with("test_") && f.params.is_empty())
+        .map(|f| f.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names
+        .into_iter()
+        .map(|name| TestOutcome {
+            name: format!("{prefix}{name}"),
+            error: host
+                .call(unit, name, vec![])
+                .err()
+                .map(|e| format!("{e:#}")),
+        })
+        .collect()
 }
 
 /// A random f64 batch; every value is away from the kinks of the usual losses.

@@ -123,6 +123,12 @@ impl ScriptHost {
         self.load_text(name, &file_identity(path), &text)
     }
 
+    /// Compiles the text of a module the scripts imported (as [`ScriptHost::sources`] lists it)
+    /// as a unit of its own, so that `trainer check` can run its `test_*` functions.
+    pub fn load_imported(&mut self, name: &str, text: &str) -> Result<UnitId> {
+        self.load_text(name.to_string(), &format!("imported:{name}"), text)
+    }
+
     /// Compiles `plugins/<dir>/<name>.rhai` (from disk, or the copy built into the binary).
     pub fn load_plugin(&mut self, dir: &str, name: &str) -> Result<UnitId> {
         match &self.plugins {

@@ -261,3 +261,27 @@ fn grade_and_pair_hooks_receive_their_params_tables() {
     let pairs = std::fs::read_to_string(d.join("run/pairs.jsonl")).unwrap();
     assert!(pairs.contains("\"chosen_from\":\"sample 0\""), "{pairs}");
 }
+
+#[test]
+fn check_runs_the_tests_of_the_modules_a_script_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "helpers.rhai",
+        "fn double(x) { 2.0 * x }\nfn test_double_is_wrong_on_purpose() { assert_eq(double(2.0), 5.0); }\n",
+    );
+    let script = write(
+        dir.path(),
+        "main.rhai",
+        "import \"helpers\" as h;\nfn weight(stats) { h::double(1.0) }\nfn test_weight() { assert_eq(weight(#{}), 2.0); }\n",
+    );
+    let out = trainer(&["check", "--script", script.to_str().unwrap()], &[]);
+    let report = stdout(&out);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("test test_weight ... ok"), "{report}");
+    assert!(
+        report.contains("helpers.rhai::test_double_is_wrong_on_purpose ... FAILED"),
+        "{report}"
+    );
+    assert!(report.contains("1 of 2 checks passed"), "{report}");
+}
