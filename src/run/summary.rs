@@ -89,6 +89,22 @@ pub fn write_plots(
             &[curve("reward accuracy", |m| m.reward_accuracy)],
         )
         .save_png(&dir.join("reward_accuracy.png"))?;
+        let names: std::collections::BTreeSet<&String> =
+            metrics.iter().flat_map(|m| m.hook.keys()).collect();
+        if !names.is_empty() {
+            let series: Vec<Series> = names
+                .iter()
+                .map(|name| Series {
+                    label: name.to_string(),
+                    points: metrics
+                        .iter()
+                        .filter_map(|m| m.hook.get(*name).map(|v| (m.step as f64, *v)))
+                        .collect(),
+                })
+                .collect();
+            line_chart("the loss hook's metrics", "optimizer step", "value", &series)
+                .save_png(&dir.join("hook_metrics.png"))?;
+        }
     }
     if !weights.is_empty() {
         histogram("question weights", "weight", weights, 20).save_png(&dir.join("weights.png"))?;

@@ -1,12 +1,14 @@
 //! The four hooks (grade, weight, pair, loss): finding them by name and arity, calling them with
 //! typed inputs, and validating what they return.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use rhai::{Dynamic, Map};
 use serde::Serialize;
 
 use super::host::{ScriptHost, UnitId};
-use super::loss_batch::{LossInputs, LossOutput};
+use super::loss_batch::{LossInputs, LossOutput, STEP_METRIC_NAMES};
 use super::tensor::ScriptTensor;
 use crate::error::user_error;
 use crate::grade::{Grade, Verdict};
@@ -141,26 +143,94 @@ impl ScriptHost {
         inputs: &LossInputs,
         params: &[(String, HookParam)],
     ) -> Result<LossOutput> {
+        Ok(self.call_loss_metrics(hook, inputs, params)?.0)
+    }
+
+    /// Calls a loss hook that may also report metrics: it returns the loss tensor, or
+    /// `#{loss: tensor, metrics: #{name: tensor or number, ...}}`; each metric is read back as one
+    /// number (a tensor's mean), named as the hook names it.
+    ///
+    /// # Shapes
+    /// As [`ScriptHost::call_loss`]; a metric tensor may have any shape.
+    pub fn call_loss_metrics(
+        &self,
+        hook: HookRef,
+        inputs: &LossInputs,
+        params: &[(String, HookParam)],
+    ) -> Result<(LossOutput, BTreeMap<String, f64>)> {
         let mut batch = Map::new();
         for (name, tensor) in inputs.fields() {
             batch.insert(name.into(), Dynamic::from(ScriptTensor(tensor.clone())));
         }
         insert_params(&mut batch, params);
         let out = self.call(hook.unit, hook.kind.name(), vec![Dynamic::from_map(batch)])?;
+        let (out, metrics) = if out.is_map() {
+            let mut map = out.cast::<Map>();
+            let Some(loss) = map.remove("loss") else {
+                return Err(self.in_hook(
+                    hook,
+                    "returned a map without `loss`; return a Tensor or #{loss, metrics}",
+                ));
+            };
+            let metrics = match map.remove("metrics") {
+                None => BTreeMap::new(),
+                Some(m) => self.loss_metrics(hook, m)?,
+            };
+            (loss, metrics)
+        } else {
+            (out, BTreeMap::new())
+        };
         let type_name = out.type_name();
         let Some(ScriptTensor(tensor)) = out.try_cast::<ScriptTensor>() else {
             return Err(self.in_hook(hook, format!("returned {type_name}, expected a Tensor")));
         };
         let b = inputs.len();
-        match tensor.dims() {
-            [] => Ok(LossOutput::Scalar(tensor)),
-            [1] if b != 1 => Ok(LossOutput::Scalar(tensor.squeeze(0)?)),
-            [n] if *n == b => Ok(LossOutput::PerPair(tensor)),
-            dims => Err(self.in_hook(
-                hook,
-                format!("returned a tensor of shape {dims:?}; expected [{b}] (one loss per pair) or a scalar"),
-            )),
+        let output = match tensor.dims() {
+            [] => LossOutput::Scalar(tensor),
+            [1] if b != 1 => LossOutput::Scalar(tensor.squeeze(0)?),
+            [n] if *n == b => LossOutput::PerPair(tensor),
+            dims => {
+                return Err(self.in_hook(
+                    hook,
+                    format!("returned a tensor of shape {dims:?}; expected [{b}] (one loss per pair) or a scalar"),
+                ));
+            }
+        };
+        Ok((output, metrics))
+    }
+
+    /// The `metrics` map of a loss hook's result, each value as one number.
+    fn loss_metrics(&self, hook: HookRef, metrics: Dynamic) -> Result<BTreeMap<String, f64>> {
+        let type_name = metrics.type_name();
+        let Some(map) = metrics.try_cast::<Map>() else {
+            return Err(self.in_hook(hook, format!("`metrics` is {type_name}, expected a map")));
+        };
+        let mut out = BTreeMap::new();
+        for (name, value) in map {
+            if STEP_METRIC_NAMES.contains(&name.as_str()) {
+                return Err(self.in_hook(
+                    hook,
+                    format!("metric `{name}` is a name metrics.jsonl already uses; rename it"),
+                ));
+            }
+            let number = if let Ok(f) = value.as_float() {
+                f
+            } else if let Ok(i) = value.as_int() {
+                i as f64
+            } else if let Some(ScriptTensor(t)) = value.clone().try_cast::<ScriptTensor>() {
+                t.detach()
+                    .mean_all()?
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()?
+            } else {
+                return Err(self.in_hook(
+                    hook,
+                    format!("metric `{name}` is {}, expected a tensor or a number", value.type_name()),
+                ));
+            };
+            out.insert(name.to_string(), number);
         }
+        Ok(out)
     }
 
     /// Calls a weight hook with `stats` (a struct serialized to a map) plus the `[weight]` params.

@@ -46,6 +46,22 @@ impl LossInputs {
     }
 }
 
+/// The names every line of `metrics.jsonl` already has; a loss hook's own metrics may not reuse
+/// them (the training loop's `StepMetrics` fields, checked by a test there).
+pub const STEP_METRIC_NAMES: [&str; 11] = [
+    "step",
+    "epoch",
+    "loss",
+    "margin",
+    "chosen_reward",
+    "rejected_reward",
+    "reward_accuracy",
+    "weight_mean",
+    "grad_norm",
+    "lr",
+    "tokens_per_s",
+];
+
 /// What a loss hook returned, after shape validation.
 #[derive(Debug, Clone)]
 pub enum LossOutput {

@@ -19,5 +19,5 @@ pub use embedded::{PLUGINS, plugin_names};
 pub use hooks::{HookKind, HookRef, PairPick, Picked};
 pub use hookset::{HookSet, from_source};
 pub use host::{FnInfo, ScriptHost, UnitId};
-pub use loss_batch::{LossInputs, LossOutput};
+pub use loss_batch::{LossInputs, LossOutput, STEP_METRIC_NAMES};
 pub use resolver::PluginDir;

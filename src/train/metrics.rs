@@ -22,6 +22,9 @@ pub struct StepMetrics {
     pub grad_norm: f64,
     pub lr: f64,
     pub tokens_per_s: f64,
+    /// The loss hook's own metrics (`#{loss, metrics: #{...}}`), averaged over the micro-batches.
+    #[serde(flatten, default)]
+    pub hook: std::collections::BTreeMap<String, f64>,
 }
 
 /// Rewrites `metrics.jsonl` with the steps already done (none for a fresh start).
@@ -78,7 +81,18 @@ mod tests {
             grad_norm: 0.0,
             lr: 0.0,
             tokens_per_s: 0.0,
+            hook: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_names_a_hook_metric_may_not_take_are_the_fields_of_a_metrics_line() {
+        let line = serde_json::to_value(step(1, 0.5, 1.0)).unwrap();
+        let mut fields: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        let mut reserved = crate::script::STEP_METRIC_NAMES.to_vec();
+        reserved.sort_unstable();
+        assert_eq!(fields, reserved);
     }
 
     #[test]

@@ -187,6 +187,7 @@ mod tests {
             grad_norm: 1.0,
             lr: 1e-3,
             tokens_per_s: 1.0,
+            hook: Default::default(),
         };
         TrainState {
             key: key.into(),

@@ -43,6 +43,8 @@ pub struct StepLoss {
     /// # Shapes
     /// `[P]`.
     pub per_pair: Option<Tensor>,
+    /// The loss hook's own metrics.
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// The result of one forward + backward.
@@ -54,6 +56,8 @@ pub struct StepOutput {
     pub rejected_logps: Vec<f64>,
     /// Per-pair losses after weighting (`None` when the hook returned a scalar).
     pub per_pair: Option<Vec<f64>>,
+    /// The loss hook's own metrics.
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// The values of a `[P]` tensor as `f64`.
@@ -84,9 +88,9 @@ pub fn step_loss(
     let ref_chosen = own(batch.ref_chosen, &fwd.chosen_logps)?;
     let ref_rejected = own(batch.ref_rejected, &fwd.rejected_logps)?;
     let inputs = loss_inputs(&fwd, &ref_chosen, &ref_rejected, batch.weights)?;
-    let output = loss
-        .host
-        .call_loss(loss.hook, &inputs, &loss.spec.hook_params())?;
+    let (output, metrics) =
+        loss.host
+            .call_loss_metrics(loss.hook, &inputs, &loss.spec.hook_params())?;
     let per_pair = weighted_per_pair(&output, &inputs, loss.spec.weighting)?;
     let total = reduce(&output, &inputs, loss.spec.weighting)?;
     let value = total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -96,6 +100,7 @@ pub fn step_loss(
         forward: fwd,
         inputs,
         per_pair,
+        metrics,
     })
 }
 
@@ -146,5 +151,6 @@ pub fn forward_backward(
         chosen_logps: values(&step.forward.chosen_logps)?,
         rejected_logps: values(&step.forward.rejected_logps)?,
         per_pair: step.per_pair.map(|t| values(&t)).transpose()?,
+        metrics: step.metrics,
     })
 }

@@ -203,6 +203,7 @@ impl Trainer<'_> {
         let started = Instant::now();
         let mut grads: Vec<Option<Tensor>> = vec![None; opt.vars().len()];
         let (mut loss, mut tokens) = (0.0, 0usize);
+        let mut hook: std::collections::BTreeMap<String, f64> = Default::default();
         let (mut chosen_r, mut rejected_r, mut wins, mut weight_sum, mut count) =
             (0.0, 0.0, 0usize, 0.0, 0usize);
         let beta = self.loss.beta;
@@ -239,6 +240,9 @@ impl Trainer<'_> {
             )
             .with_context(|| format!("training step {} (pairs {})", step + 1, ids()))?;
             loss += out.loss / micro.len() as f64;
+            for (name, value) in &out.metrics {
+                *hook.entry(name.clone()).or_default() += value / micro.len() as f64;
+            }
             add_grads(&mut grads, out.grads)?;
             for (i, p) in members.iter().enumerate() {
                 let c = beta * (out.chosen_logps[i] - p.ref_chosen);
@@ -274,6 +278,7 @@ impl Trainer<'_> {
             grad_norm: norm,
             lr,
             tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(),
+            hook,
         })
     }
 }

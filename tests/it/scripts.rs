@@ -285,3 +285,57 @@ fn check_runs_the_tests_of_the_modules_a_script_imports() {
     );
     assert!(report.contains("1 of 2 checks passed"), "{report}");
 }
+
+#[test]
+fn a_loss_returning_metrics_logs_and_plots_them_and_a_taken_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let recipe = crate::pipeline::recipe(d, "");
+    // SLiC-HF's hinge on the log-likelihood margin, reporting how many pairs still violate it.
+    let slic = "fn loss(batch) {\n  \
+                let m = batch.chosen_logps - batch.rejected_logps;\n  \
+                let hinge = max(0.0, 1.0 - m);\n  \
+                #{loss: hinge, metrics: #{violating: hinge > 0.0, hinge_mean: mean(hinge), pairs: len(m)}}\n}\n";
+    let script = write(d, "slic.rhai", slic);
+    let run = d.join("run");
+    let out = trainer(
+        &[
+            "--script",
+            script.to_str().unwrap(),
+            "--config",
+            recipe.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    for line in metrics.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let violating = v["violating"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&violating), "{line}");
+        assert!(v["hinge_mean"].as_f64().unwrap() >= 0.0, "{line}");
+        assert_eq!(v["pairs"].as_f64().unwrap(), 2.0, "{line}");
+        assert!(v["margin"].is_number(), "the DPO rewards are still logged: {line}");
+    }
+    assert!(run.join("hook_metrics.png").is_file());
+
+    let taken = write(
+        d,
+        "taken.rhai",
+        "fn loss(batch) { #{loss: -log_sigmoid(batch.chosen_logps - batch.rejected_logps), metrics: #{margin: 1.0}} }\n",
+    );
+    let out = trainer(
+        &[
+            "--script",
+            taken.to_str().unwrap(),
+            "--config",
+            recipe.to_str().unwrap(),
+            "--out",
+            d.join("run2").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_user_error(&out, &["fn loss(batch)", "metric `margin`"]);
+}
