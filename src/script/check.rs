@@ -31,11 +31,17 @@ pub struct GradCheck {
     pub loss: f64,
     /// `max |autograd − finite difference| / max |finite difference|` over both policy inputs.
     pub max_rel_error: f64,
+    /// Where the largest difference is: (`chosen_logps` or `rejected_logps`, index, autograd,
+    /// finite difference).
+    pub worst: (&'static str, usize, f64, f64),
+    /// A policy input the loss has no autograd gradient for at all although its value moves
+    /// the loss: the input itself was detached.
+    pub cut: Option<&'static str>,
 }
 
 impl GradCheck {
     pub fn passed(&self) -> bool {
-        self.max_rel_error <= GRAD_TOLERANCE
+        self.max_rel_error <= GRAD_TOLERANCE && self.cut.is_none()
     }
 }
 
@@ -82,6 +88,21 @@ impl CheckReport {
                 g.max_rel_error,
                 GRAD_TOLERANCE
             );
+            if let Some(input) = g.cut {
+                let _ = writeln!(
+                    out,
+                    "  batch.{input} gets no gradient at all although the loss depends on it: \
+                     the policy's log-probs are detached"
+                );
+            } else if !g.passed() {
+                let (input, i, auto, finite) = g.worst;
+                let _ = writeln!(
+                    out,
+                    "  worst at batch.{input}[{i}]: autograd {auto:.6e}, finite difference {finite:.6e} \
+                     (a term that should not carry gradient must go through detach(); one that \
+                     should, must not)"
+                );
+            }
         }
         let failed = self.tests.iter().filter(|t| t.error.is_some()).count()
             + self.grads.iter().filter(|g| !g.passed()).count();
@@ -132,7 +153,9 @@ pub fn run_check(
                 placement,
                 ..loss.clone()
             };
-            grads.push(gradient_check(&host, hook, &spec, seed)?);
+            let check = gradient_check(&host, hook, &spec, seed);
+            super::tensor::detached::off();
+            grads.push(check?);
         }
     }
     Ok(CheckReport {
@@ -226,7 +249,9 @@ fn gradient_check(
         rejected_logps: rejected.as_tensor().clone(),
         ..base.clone()
     };
-    let loss = scalar_loss(host, hook, &inputs, spec)?;
+    // The unperturbed call records what every detach() returned; the perturbed calls of the
+    // finite differences get those values back, so a detached term is a constant to both sides.
+    let loss = super::tensor::detached::recording(|| scalar_loss(host, hook, &inputs, spec))?;
     let grads = loss.backward()?;
     let mut autograd = Vec::new();
     for var in [&chosen, &rejected] {
@@ -236,10 +261,12 @@ fn gradient_check(
         });
     }
     let mut finite = vec![vec![0.0; GRAD_BATCH]; 2];
+    // Without holding detached terms: only to tell a detached policy input apart.
+    let mut plain = vec![vec![0.0; GRAD_BATCH]; 2];
     for (which, values) in policy.iter().enumerate() {
         for i in 0..GRAD_BATCH {
             let h = 1e-6 * values[i].abs().max(1.0);
-            let at = |delta: f64| -> Result<f64> {
+            let at = |delta: f64, hold: bool| -> Result<f64> {
                 let mut v = values.clone();
                 v[i] += delta;
                 let moved = Tensor::new(v.as_slice(), &Device::Cpu)?;
@@ -249,25 +276,48 @@ fn gradient_check(
                 } else {
                     probe.rejected_logps = moved
                 }
-                Ok(scalar_loss(host, hook, &probe, spec)?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?)
+                let eval = || -> Result<f64> {
+                    Ok(scalar_loss(host, hook, &probe, spec)?
+                        .to_dtype(DType::F64)?
+                        .to_scalar::<f64>()?)
+                };
+                if hold {
+                    super::tensor::detached::replaying(eval)
+                } else {
+                    super::tensor::detached::bypassing(eval)
+                }
             };
-            finite[which][i] = (at(h)? - at(-h)?) / (2.0 * h);
+            finite[which][i] = (at(h, true)? - at(-h, true)?) / (2.0 * h);
+            plain[which][i] = (at(h, false)? - at(-h, false)?) / (2.0 * h);
         }
     }
+    let names = ["chosen_logps", "rejected_logps"];
+    let cut = (0..2)
+        .find(|&w| {
+            autograd[w].iter().all(|g| g.abs() < 1e-12)
+                && plain[w].iter().any(|f| f.abs() > 1e-8)
+        })
+        .map(|w| names[w]);
     let scale = finite.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-    let diff = autograd
-        .iter()
-        .flatten()
-        .zip(finite.iter().flatten())
-        .fold(0.0f64, |m, (a, f)| m.max((a - f).abs()));
+    let mut worst = ("chosen_logps", 0, 0.0, 0.0);
+    let mut diff = -1.0f64;
+    for (which, name) in names.into_iter().enumerate() {
+        for i in 0..GRAD_BATCH {
+            let d = (autograd[which][i] - finite[which][i]).abs();
+            if d > diff {
+                diff = d;
+                worst = (name, i, autograd[which][i], finite[which][i]);
+            }
+        }
+    }
     let max_rel_error = if scale < 1e-12 {
         if diff < 1e-12 { 0.0 } else { 1.0 }
     } else {
         diff / scale
     };
     Ok(GradCheck {
+        worst,
+        cut,
         placement: spec.placement,
         loss: loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
         max_rel_error,

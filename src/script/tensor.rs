@@ -189,6 +189,76 @@ pub fn cat(parts: &[Tensor]) -> Result<Tensor> {
     Tensor::cat(&flat, 0)
 }
 
+/// What `detach` returns, recorded on one call of a hook and replayed on the next ones: the
+/// gradient check's finite differences then hold a detached term constant, as autograd does.
+pub mod detached {
+    use std::cell::RefCell;
+
+    use candle_core::Tensor;
+
+    enum Mode {
+        Off,
+        Record(Vec<Tensor>),
+        Replay(Vec<Tensor>, usize),
+    }
+
+    thread_local! {
+        static MODE: RefCell<Mode> = const { RefCell::new(Mode::Off) };
+    }
+
+    /// Runs `f`, recording every value `detach` returns (kept for [`replaying`]).
+    pub fn recording<T>(f: impl FnOnce() -> T) -> T {
+        MODE.with(|m| *m.borrow_mut() = Mode::Record(Vec::new()));
+        f()
+    }
+
+    /// Runs `f` with `detach` returning the recorded values in order (the input's own when the
+    /// recording has no more, or the shapes differ).
+    pub fn replaying<T>(f: impl FnOnce() -> T) -> T {
+        MODE.with(|m| {
+            let mut mode = m.borrow_mut();
+            let recorded = match std::mem::replace(&mut *mode, Mode::Off) {
+                Mode::Record(v) | Mode::Replay(v, _) => v,
+                Mode::Off => Vec::new(),
+            };
+            *mode = Mode::Replay(recorded, 0);
+        });
+        f()
+    }
+
+    /// Runs `f` with `detach` plain (neither recording nor replaying), keeping the recording.
+    pub fn bypassing<T>(f: impl FnOnce() -> T) -> T {
+        let saved = MODE.with(|m| std::mem::replace(&mut *m.borrow_mut(), Mode::Off));
+        let out = f();
+        MODE.with(|m| *m.borrow_mut() = saved);
+        out
+    }
+
+    /// Stops recording or replaying.
+    pub fn off() {
+        MODE.with(|m| *m.borrow_mut() = Mode::Off);
+    }
+
+    /// `x` detached, recorded or replayed as the mode says.
+    pub fn detach(x: &Tensor) -> Tensor {
+        MODE.with(|m| match &mut *m.borrow_mut() {
+            Mode::Off => x.detach(),
+            Mode::Record(v) => {
+                v.push(x.detach());
+                x.detach()
+            }
+            Mode::Replay(v, i) => {
+                let out = match v.get(*i) {
+                    Some(t) if t.dims() == x.dims() => t.clone(),
+                    _ => x.detach(),
+                };
+                *i += 1;
+                out
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Var};

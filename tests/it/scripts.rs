@@ -183,6 +183,11 @@ fn gradient_check_catches_a_loss_that_detaches_the_policy() {
     let out = trainer(&["check", "--script", s.to_str().unwrap()], &[]);
     assert_user_error(&out, &["det.rhai", "check failed"]);
     assert!(stdout(&out).contains("FAILED"));
+    assert!(
+        stdout(&out).contains("batch.chosen_logps gets no gradient at all"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -338,4 +343,30 @@ fn a_loss_returning_metrics_logs_and_plots_them_and_a_taken_name_is_refused() {
         &[],
     );
     assert_user_error(&out, &["fn loss(batch)", "metric `margin`"]);
+}
+
+#[test]
+fn the_gradient_check_holds_detached_terms_constant_and_names_where_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    // KTO's reference point: the batch's mean reward, detached on purpose.
+    let kto = write(
+        dir.path(),
+        "kto.rhai",
+        "fn loss(batch) {\n  let r = batch.beta * (batch.chosen_logps - batch.ref_chosen_logps);\n  \
+         let z = detach(mean(r));\n  -log_sigmoid(r - z)\n}\n",
+    );
+    let out = trainer(&["check", "--script", kto.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("2 of 2 checks passed"), "{}", stdout(&out));
+    // Rebuilding a tensor from its values cuts the graph: autograd sees half the gradient.
+    let broken = write(
+        dir.path(),
+        "broken.rhai",
+        "fn loss(batch) {\n  let c = 0.5 * batch.chosen_logps + 0.5 * tensor(to_array(batch.chosen_logps));\n  \
+         -log_sigmoid(0.1 * (c - batch.rejected_logps))\n}\n",
+    );
+    let out = trainer(&["check", "--script", broken.to_str().unwrap()], &[]);
+    let report = stdout(&out);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("worst at batch.chosen_logps["), "{report}");
 }
