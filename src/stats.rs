@@ -159,8 +159,12 @@ mod tests {
 
     #[test]
     fn a_paired_change_counts_discordant_questions() {
-        let before = [true, true, false, false, false, false, true, true, false, false];
-        let after = [false, false, true, true, true, true, true, true, false, false];
+        let before = [
+            true, true, false, false, false, false, true, true, false, false,
+        ];
+        let after = [
+            false, false, true, true, true, true, true, true, false, false,
+        ];
         let c = PairedChange::new(&before, &after);
         assert_eq!((c.lost, c.gained, c.total), (2, 4, 10));
         assert!((c.diff - 0.2).abs() < 1e-12);

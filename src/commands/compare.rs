@@ -83,8 +83,8 @@ pub fn read_run(dir: &Path) -> Result<RunInfo> {
     let recipe_path = dir.join("recipe.toml");
     let text = std::fs::read_to_string(&recipe_path)
         .map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))?;
-    let recipe: toml::Value = toml::from_str(&text)
-        .map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))?;
+    let recipe: toml::Value =
+        toml::from_str(&text).map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))?;
     let mut settings = BTreeMap::new();
     flatten("", &recipe, &mut settings);
     settings.retain(|k, _| !NOT_THE_EXPERIMENT.contains(&k.as_str()) && !k.starts_with("sweep."));
@@ -157,7 +157,10 @@ fn check_same_eval(runs: &[RunInfo]) -> Result<()> {
 /// Groups the runs by every setting (or only by `by`, refusing runs of one group that differ in
 /// any other setting); the columns are the keys whose values differ between groups.
 pub fn group(runs: Vec<RunInfo>, by: &[String]) -> Result<(Vec<String>, Vec<Group>)> {
-    let all_keys: BTreeSet<String> = runs.iter().flat_map(|r| r.settings.keys().cloned()).collect();
+    let all_keys: BTreeSet<String> = runs
+        .iter()
+        .flat_map(|r| r.settings.keys().cloned())
+        .collect();
     for key in by {
         if !all_keys.contains(key) {
             return Err(user_error(format!(
@@ -174,8 +177,11 @@ pub fn group(runs: Vec<RunInfo>, by: &[String]) -> Result<(Vec<String>, Vec<Grou
     let columns: Vec<String> = if by.is_empty() {
         // The scripts' hash is a column only when the recipe keys alone do not tell the groups
         // apart (a script edited between runs).
-        let recipe_keys: Vec<String> =
-            differing.iter().filter(|k| *k != SCRIPTS).cloned().collect();
+        let recipe_keys: Vec<String> = differing
+            .iter()
+            .filter(|k| *k != SCRIPTS)
+            .cloned()
+            .collect();
         let tuples = |keys: &[String]| -> BTreeSet<Vec<String>> {
             runs.iter()
                 .map(|r| keys.iter().map(|k| value(r, k)).collect())
@@ -199,7 +205,12 @@ pub fn group(runs: Vec<RunInfo>, by: &[String]) -> Result<(Vec<String>, Vec<Grou
     }
     for members in groups.values() {
         for key in &differing {
-            let (a, b) = (&members[0], members.iter().find(|r| value(r, key) != value(&members[0], key)));
+            let (a, b) = (
+                &members[0],
+                members
+                    .iter()
+                    .find(|r| value(r, key) != value(&members[0], key)),
+            );
             if let Some(b) = b {
                 return Err(user_error(format!(
                     "--by {}: {} and {} fall in one group but differ in {key} ({} and {}); add it \
@@ -223,8 +234,12 @@ pub fn group(runs: Vec<RunInfo>, by: &[String]) -> Result<(Vec<String>, Vec<Grou
 /// Per-question correctness from `eval_after.jsonl`, by question id.
 fn verdicts(dir: &Path) -> Result<BTreeMap<String, bool>> {
     let path = dir.join("eval_after.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| user_error(format!("{}: {e} (--baseline needs each run's eval after)", path.display())))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        user_error(format!(
+            "{}: {e} (--baseline needs each run's eval after)",
+            path.display()
+        ))
+    })?;
     text.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l)
@@ -249,8 +264,11 @@ struct Paired {
 /// difference averaged over the group's runs, its 95 % bootstrap interval over questions, and
 /// McNemar's exact p on the discordant pairs pooled over the runs.
 fn paired(group: &Group, baseline: &BTreeMap<String, bool>) -> Result<Paired> {
-    let runs: Vec<BTreeMap<String, bool>> =
-        group.runs.iter().map(|r| verdicts(&r.dir)).collect::<Result<_>>()?;
+    let runs: Vec<BTreeMap<String, bool>> = group
+        .runs
+        .iter()
+        .map(|r| verdicts(&r.dir))
+        .collect::<Result<_>>()?;
     let (mut gained, mut lost) = (0, 0);
     let mut diffs = Vec::new();
     for (id, base) in baseline {
@@ -276,7 +294,11 @@ fn pct((m, lo, hi): (f64, f64, f64)) -> String {
 }
 
 /// The table as printed.
-fn render(columns: &[String], groups: &[Group], baseline: Option<&BTreeMap<String, bool>>) -> Result<String> {
+fn render(
+    columns: &[String],
+    groups: &[Group],
+    baseline: Option<&BTreeMap<String, bool>>,
+) -> Result<String> {
     let mut out = String::new();
     let head: Vec<&str> = columns.iter().map(String::as_str).collect();
     let extra = if baseline.is_some() {
@@ -287,7 +309,11 @@ fn render(columns: &[String], groups: &[Group], baseline: Option<&BTreeMap<Strin
     let _ = writeln!(
         out,
         "| {} | n | seeds | accuracy before | accuracy after (mean, 95% t interval) | wall time (s) |{extra}",
-        if head.is_empty() { "runs".to_string() } else { head.join(" | ") }
+        if head.is_empty() {
+            "runs".to_string()
+        } else {
+            head.join(" | ")
+        }
     );
     let cols = head.len().max(1) + 5 + if baseline.is_some() { 2 } else { 0 };
     let _ = writeln!(out, "|{}", " --- |".repeat(cols));

@@ -126,8 +126,7 @@ pub fn reproduce(run_dir: &Path) -> Result<()> {
     // every pass are computed again, not read back), side by side.
     let base: PathBuf = run_dir.join("reproduce");
     if base.exists() {
-        std::fs::remove_dir_all(&base)
-            .with_context(|| format!("removing {}", base.display()))?;
+        std::fs::remove_dir_all(&base).with_context(|| format!("removing {}", base.display()))?;
     }
     let out = base.join("run");
     let cache = toml::Value::String(base.join("cache").display().to_string());

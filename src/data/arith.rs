@@ -239,7 +239,11 @@ mod tests {
             [count(1), count(2), count(3), count(4), count(5)],
             [400, 300, 200, 100, 0]
         );
-        assert!(problems.iter().all(|p| split_of(&p.question) == Split::Train));
+        assert!(
+            problems
+                .iter()
+                .all(|p| split_of(&p.question) == Split::Train)
+        );
         let distinct: HashSet<&str> = problems.iter().map(|p| p.question.as_str()).collect();
         assert_eq!(distinct.len(), problems.len());
         assert_eq!(problems, generate_mix(1000, &mix, Split::Train, 5));

@@ -250,10 +250,7 @@ fn level_mix(ctx: &Ctx, mix: &[f64]) -> Result<[f64; 5]> {
         )
     })?;
     if shares.iter().any(|w| !w.is_finite() || *w < 0.0) || shares.iter().sum::<f64>() <= 0.0 {
-        return Err(ctx.bad(
-            key,
-            "shares must be finite, at least 0, and not all 0",
-        ));
+        return Err(ctx.bad(key, "shares must be finite, at least 0, and not all 0"));
     }
     Ok(shares)
 }

@@ -43,7 +43,12 @@ pub fn eval(request: &RunRequest) -> Result<()> {
     write_manifest(&run, (&path, &sha256_path(&path)?), None, None, None)?;
     let mut timings = Timings::default();
     let result = timings.time("eval", || {
-        eval_model(&run, (&path, &examples), (&run.dir, "before"), &run.model_sha)
+        eval_model(
+            &run,
+            (&path, &examples),
+            (&run.dir, "before"),
+            &run.model_sha,
+        )
     })?;
     write_json_atomic(
         &run.dir.join("eval.json"),
@@ -198,7 +203,10 @@ fn finish_rounds(run: &Run, outcomes: &[RoundOutcome], summary: &mut RunSummary)
             "rounds": summary.rounds.iter().map(|r| &r.eval_after).collect::<Vec<_>>(),
         }),
     )?;
-    let weights: Vec<f64> = outcomes.last().map(|o| o.weights.clone()).unwrap_or_default();
+    let weights: Vec<f64> = outcomes
+        .last()
+        .map(|o| o.weights.clone())
+        .unwrap_or_default();
     let mut evals: Vec<(String, &EvalResult)> = Vec::new();
     if let Some(b) = &summary.eval_before {
         evals.push(("before".into(), b));
@@ -208,10 +216,10 @@ fn finish_rounds(run: &Run, outcomes: &[RoundOutcome], summary: &mut RunSummary)
             evals.push((format!("round {}", r.round), a));
         }
     }
-    if summary.rounds.is_empty() {
-        if let Some(a) = &summary.eval_after {
-            evals.push(("after".into(), a));
-        }
+    if summary.rounds.is_empty()
+        && let Some(a) = &summary.eval_after
+    {
+        evals.push(("after".into(), a));
     }
     write_plots(&run.dir, &metrics, &weights, &evals)
 }

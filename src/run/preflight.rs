@@ -38,10 +38,17 @@ pub(super) fn preflight(recipe: &Recipe, hooks: &HookSet) -> Result<()> {
                 .map(|i| if i < pc { "4" } else { "5" }.to_string())
                 .collect(),
         };
-        host.call_weight(hooks.weight, &stats, &params).map_err(|e| {
-            let given = format!("{STATS_KEYS}, {}", keys.join(", "));
-            explain(e, host.file(hooks.weight.unit), hooks.weight, &given, "weight.params")
-        })?;
+        host.call_weight(hooks.weight, &stats, &params)
+            .map_err(|e| {
+                let given = format!("{STATS_KEYS}, {}", keys.join(", "));
+                explain(
+                    e,
+                    host.file(hooks.weight.unit),
+                    hooks.weight,
+                    &given,
+                    "weight.params",
+                )
+            })?;
     }
     let (_, batch) = random_batch(1)?;
     let params = recipe.loss.hook_params();
@@ -52,7 +59,13 @@ pub(super) fn preflight(recipe: &Recipe, hooks: &HookSet) -> Result<()> {
         .chain(params.iter().map(|(k, _)| k.as_str()))
         .collect();
     host.call_loss(hooks.loss, &batch, &params).map_err(|e| {
-        explain(e, host.file(hooks.loss.unit), hooks.loss, &keys.join(", "), "loss.params")
+        explain(
+            e,
+            host.file(hooks.loss.unit),
+            hooks.loss,
+            &keys.join(", "),
+            "loss.params",
+        )
     })?;
     Ok(())
 }

@@ -5,16 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde::Serialize;
 
 use super::context::{Run, Timings};
 use super::evals::eval_model;
-use super::summary::RunSummary;
+use super::summary::{RoundSummary, RunSummary};
 use super::{Until, keys, write_jsonl};
 use crate::data::{Example, PairRecord};
 use crate::error::user_error;
 use crate::grade::Verdict;
-use crate::stages::eval::EvalResult;
 use crate::stages::grade::grade_completions;
 use crate::stages::pair::{PairRow, PairText, Questions, pair};
 use crate::stages::reference::fill_reference;
@@ -46,7 +44,11 @@ impl RoundPlace {
             k,
             of,
             final_dir: if last { run_dir } else { &dir }.join("final"),
-            eval_dir: if last { run_dir.to_path_buf() } else { dir.clone() },
+            eval_dir: if last {
+                run_dir.to_path_buf()
+            } else {
+                dir.clone()
+            },
             dir,
         }
     }
@@ -59,21 +61,6 @@ impl RoundPlace {
             format!("round {} {stage}", self.k)
         }
     }
-}
-
-/// What one round did, as `summary.json`'s `rounds` lists it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RoundSummary {
-    pub round: usize,
-    pub sample_accuracy: f64,
-    pub pairs: usize,
-    pub weight_mean: f64,
-    pub steps: usize,
-    pub first_loss: Option<f64>,
-    pub last_loss: Option<f64>,
-    /// Mean reward accuracy over the last 10 % of the round's steps.
-    pub tail_reward_accuracy: Option<f64>,
-    pub eval_after: Option<EvalResult>,
 }
 
 /// What the rest of the run needs from a round.

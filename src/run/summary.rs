@@ -9,9 +9,8 @@ use serde::Serialize;
 
 use crate::plot::{Bar, Series, bar_chart, histogram, line_chart};
 use crate::stages::eval::EvalResult;
-use crate::stats::PairedChange;
 use crate::stages::pair::PairSkips;
-use super::round::RoundSummary;
+use crate::stats::PairedChange;
 use crate::train::StepMetrics;
 
 /// What a run did, as written to `summary.json`.
@@ -49,6 +48,21 @@ pub struct RunSummary {
     /// (stage, seconds).
     pub timings: Vec<(String, f64)>,
     pub total_seconds: f64,
+}
+
+/// What one round did, as `summary.json`'s `rounds` lists it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoundSummary {
+    pub round: usize,
+    pub sample_accuracy: f64,
+    pub pairs: usize,
+    pub weight_mean: f64,
+    pub steps: usize,
+    pub first_loss: Option<f64>,
+    pub last_loss: Option<f64>,
+    /// Mean reward accuracy over the last 10 % of the round's steps.
+    pub tail_reward_accuracy: Option<f64>,
+    pub eval_after: Option<EvalResult>,
 }
 
 /// Writes the PNG plots of a run into `dir`: the training curves, the weights, and the accuracy
@@ -102,8 +116,13 @@ pub fn write_plots(
                         .collect(),
                 })
                 .collect();
-            line_chart("the loss hook's metrics", "optimizer step", "value", &series)
-                .save_png(&dir.join("hook_metrics.png"))?;
+            line_chart(
+                "the loss hook's metrics",
+                "optimizer step",
+                "value",
+                &series,
+            )
+            .save_png(&dir.join("hook_metrics.png"))?;
         }
     }
     if !weights.is_empty() {

@@ -294,8 +294,7 @@ fn gradient_check(
     let names = ["chosen_logps", "rejected_logps"];
     let cut = (0..2)
         .find(|&w| {
-            autograd[w].iter().all(|g| g.abs() < 1e-12)
-                && plain[w].iter().any(|f| f.abs() > 1e-8)
+            autograd[w].iter().all(|g| g.abs() < 1e-12) && plain[w].iter().any(|f| f.abs() > 1e-8)
         })
         .map(|w| names[w]);
     let scale = finite.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));

@@ -225,7 +225,10 @@ impl ScriptHost {
             } else {
                 return Err(self.in_hook(
                     hook,
-                    format!("metric `{name}` is {}, expected a tensor or a number", value.type_name()),
+                    format!(
+                        "metric `{name}` is {}, expected a tensor or a number",
+                        value.type_name()
+                    ),
                 ));
             };
             out.insert(name.to_string(), number);

@@ -270,11 +270,19 @@ mod tests {
     #[test]
     fn where_passes_the_gradient_to_the_side_it_took() {
         let x = Var::new(&[-1.0f64, 0.5, 3.0], &Device::Cpu).unwrap();
-        let mask = compare(x.as_tensor(), &Tensor::new(0.0f64, &Device::Cpu).unwrap(), ">")
-            .unwrap();
+        let mask = compare(
+            x.as_tensor(),
+            &Tensor::new(0.0f64, &Device::Cpu).unwrap(),
+            ">",
+        )
+        .unwrap();
         assert_eq!(to_f64_vec(&mask).unwrap(), [0.0, 1.0, 1.0]);
-        let y = select(&mask, &(x.as_tensor() * 2.0).unwrap(), &x.as_tensor().sqr().unwrap())
-            .unwrap();
+        let y = select(
+            &mask,
+            &(x.as_tensor() * 2.0).unwrap(),
+            &x.as_tensor().sqr().unwrap(),
+        )
+        .unwrap();
         let grads = y.sum_all().unwrap().backward().unwrap();
         let g = to_f64_vec(grads.get(x.as_tensor()).unwrap()).unwrap();
         assert_eq!(g, [-2.0, 2.0, 2.0]);
@@ -287,6 +295,10 @@ mod tests {
         let grads = (last * 5.0).unwrap().backward().unwrap();
         let g = to_f64_vec(grads.get(x.as_tensor()).unwrap()).unwrap();
         assert_eq!(g, [0.0, 0.0, 5.0]);
-        assert!(index(x.as_tensor(), 3).unwrap_err().contains("out of range"));
+        assert!(
+            index(x.as_tensor(), 3)
+                .unwrap_err()
+                .contains("out of range")
+        );
     }
 }

@@ -117,7 +117,11 @@ mod tests {
 
     #[test]
     fn all_zero_or_all_equal_weights_are_flagged_and_varied_ones_are_not() {
-        assert!(degenerate(&[0.0, 0.0, 0.0]).unwrap().contains("integer division"));
+        assert!(
+            degenerate(&[0.0, 0.0, 0.0])
+                .unwrap()
+                .contains("integer division")
+        );
         assert!(degenerate(&[2.0, 2.0]).unwrap().contains("changes nothing"));
         assert_eq!(degenerate(&[1.0, 2.0]), None);
         assert_eq!(degenerate(&[1.0]), None);

@@ -88,7 +88,12 @@ mod tests {
     #[test]
     fn the_names_a_hook_metric_may_not_take_are_the_fields_of_a_metrics_line() {
         let line = serde_json::to_value(step(1, 0.5, 1.0)).unwrap();
-        let mut fields: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut fields: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         fields.sort_unstable();
         let mut reserved = crate::script::STEP_METRIC_NAMES.to_vec();
         reserved.sort_unstable();

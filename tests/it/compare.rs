@@ -25,7 +25,11 @@ fn two_values_of_one_loss_parameter_stay_apart_and_a_baseline_gives_paired_diffe
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let recipe = recipe(d, "");
-    for (out, lambda, seed) in [("l1-s1", "1.0", "1"), ("l1-s2", "1.0", "2"), ("l50-s1", "50.0", "1")] {
+    for (out, lambda, seed) in [
+        ("l1-s1", "1.0", "1"),
+        ("l1-s2", "1.0", "2"),
+        ("l50-s1", "50.0", "1"),
+    ] {
         let sets = [
             "loss.name=\"dpop\"".to_string(),
             format!("loss.lambda={lambda}"),
@@ -35,7 +39,16 @@ fn two_values_of_one_loss_parameter_stay_apart_and_a_baseline_gives_paired_diffe
         finished(d, &recipe, out, &sets);
     }
     let p = |n: &str| d.join(n).display().to_string();
-    let out = compare(d, &[&p("l1-s1"), &p("l1-s2"), &p("l50-s1"), "--baseline", &p("l50-s1")]);
+    let out = compare(
+        d,
+        &[
+            &p("l1-s1"),
+            &p("l1-s2"),
+            &p("l50-s1"),
+            "--baseline",
+            &p("l50-s1"),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
     assert!(table.starts_with("| loss.lambda | n | seeds |"), "{table}");
@@ -45,7 +58,10 @@ fn two_values_of_one_loss_parameter_stay_apart_and_a_baseline_gives_paired_diffe
     assert!(rows[1].starts_with("| 50.0 | 1 | 1 |"), "{table}");
     assert!(table.contains("McNemar p"), "{table}");
     // The baseline against itself: no question changes.
-    assert!(rows[1].contains("+0.0 points [+0.0, +0.0] (0 gained, 0 lost) | 1.000 |"), "{table}");
+    assert!(
+        rows[1].contains("+0.0 points [+0.0, +0.0] (0 gained, 0 lost) | 1.000 |"),
+        "{table}"
+    );
     assert!(d.join("compare.png").is_file());
 
     // --by naming only the seed-free key is the same grouping; --by on a key that does not tell
@@ -67,7 +83,11 @@ fn runs_evaluated_differently_are_refused_and_duplicate_seeds_are_flagged() {
     assert_user_error(&out, &["evaluated differently", "eval.max_new_tokens"]);
     let out = compare(d, &[&p("a"), &p("b")]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("(duplicate seeds!)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("(duplicate seeds!)"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("share seeds"), "{}", stderr(&out));
 }
 

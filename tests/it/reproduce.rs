@@ -100,7 +100,11 @@ fn reproduce_refuses_a_folder_that_is_not_a_run() {
 fn a_run_reproduces_from_another_directory_after_its_script_changed() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("mine.rhai");
-    std::fs::write(&script, "fn weight(stats) { 1.0 + stats.pe.to_float() / stats.n }\n").unwrap();
+    std::fs::write(
+        &script,
+        "fn weight(stats) { 1.0 + stats.pe.to_float() / stats.n }\n",
+    )
+    .unwrap();
     let run_dir = dir.path().join("run");
     let mut args = vec![
         "--script".to_string(),
@@ -113,7 +117,10 @@ fn a_run_reproduces_from_another_directory_after_its_script_changed() {
     let first = trainer(&argv, &[]);
     assert!(first.status.success(), "{}", stderr(&first));
     let export = std::fs::read_to_string(run_dir.join("export.toml")).unwrap();
-    assert!(export.contains("stats.pe.to_float()"), "the script is embedded:\n{export}");
+    assert!(
+        export.contains("stats.pe.to_float()"),
+        "the script is embedded:\n{export}"
+    );
     std::fs::write(&script, "fn weight(stats) { 7.0 }\n").unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))

@@ -404,11 +404,17 @@ fn a_run_of_two_rounds_killed_in_the_second_rounds_training_resumes_to_the_same_
     let log = d.join("1.log");
     let mut child = spawn(&args, &log);
     let ckpt = run.join("round-2/checkpoints/step-000003/trainer_state.json");
-    wait_for(&mut child, &log, "a second-round step after its checkpoint", || {
-        ckpt.is_file() && line_count(&run.join("round-2/metrics.jsonl")) >= 4
-    });
+    wait_for(
+        &mut child,
+        &log,
+        "a second-round step after its checkpoint",
+        || ckpt.is_file() && line_count(&run.join("round-2/metrics.jsonl")) >= 4,
+    );
     kill(&mut child);
-    assert!(!run.join("final").exists(), "killed after training finished");
+    assert!(
+        !run.join("final").exists(),
+        "killed after training finished"
+    );
     run_to_end(&args);
     for name in [
         "round-1/samples.jsonl",

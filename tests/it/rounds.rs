@@ -26,7 +26,13 @@ fn three_rounds_sample_and_train_from_the_policy_of_the_round_before() {
     let r = d.join("run");
     for k in 1..=3 {
         let round = r.join(format!("round-{k}"));
-        for f in ["samples.jsonl", "grades.jsonl", "pairs.jsonl", "metrics.jsonl", "loss.png"] {
+        for f in [
+            "samples.jsonl",
+            "grades.jsonl",
+            "pairs.jsonl",
+            "metrics.jsonl",
+            "loss.png",
+        ] {
             assert!(round.join(f).is_file(), "round-{k}/{f} missing");
         }
         // The reference of every round is the policy it starts from, so its first step sees a
@@ -34,18 +40,26 @@ fn three_rounds_sample_and_train_from_the_policy_of_the_round_before() {
         // the original model).
         let first = first_line(&round.join("metrics.jsonl"));
         let loss = first["loss"].as_f64().unwrap();
-        assert!((loss - std::f64::consts::LN_2).abs() < 1e-5, "round {k}: {loss}");
+        assert!(
+            (loss - std::f64::consts::LN_2).abs() < 1e-5,
+            "round {k}: {loss}"
+        );
         assert_eq!(first["margin"].as_f64().unwrap(), 0.0, "round {k}");
     }
     assert!(r.join("round-1/final/model.safetensors").is_file());
     assert!(r.join("round-2/final/model.safetensors").is_file());
     assert!(r.join("round-1/eval_after.jsonl").is_file());
-    assert!(!r.join("round-3/final").exists(), "the last round's model is final/");
+    assert!(
+        !r.join("round-3/final").exists(),
+        "the last round's model is final/"
+    );
     assert!(r.join("final/model.safetensors").is_file());
     assert!(r.join("eval_after.jsonl").is_file());
     // Each round sampled from its own weights: three sample sets and reference passes cached.
     for cache in ["samples", "reference"] {
-        let n = std::fs::read_dir(d.join("cache").join(cache)).unwrap().count();
+        let n = std::fs::read_dir(d.join("cache").join(cache))
+            .unwrap()
+            .count();
         assert_eq!(n, 3, "{cache}");
     }
     let summary = json(&r.join("summary.json"));
@@ -55,7 +69,13 @@ fn three_rounds_sample_and_train_from_the_policy_of_the_round_before() {
     let steps: u64 = rounds.iter().map(|x| x["steps"].as_u64().unwrap()).sum();
     assert_eq!(summary["steps"].as_u64().unwrap(), steps);
     assert!(stdout(&out).contains("round 3"), "{}", stdout(&out));
-    assert_eq!(json(&r.join("eval.json"))["rounds"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        json(&r.join("eval.json"))["rounds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 #[test]
@@ -72,5 +92,8 @@ fn a_round_run_is_deterministic_and_reuses_every_cache() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let again = trainer::store::sha256_file(&d.join("b/final/model.safetensors")).unwrap();
     assert_eq!(model, again);
-    assert_eq!(std::fs::read_dir(d.join("cache/samples")).unwrap().count(), 2);
+    assert_eq!(
+        std::fs::read_dir(d.join("cache/samples")).unwrap().count(),
+        2
+    );
 }

@@ -322,7 +322,10 @@ fn a_loss_returning_metrics_logs_and_plots_them_and_a_taken_name_is_refused() {
         assert!((0.0..=1.0).contains(&violating), "{line}");
         assert!(v["hinge_mean"].as_f64().unwrap() >= 0.0, "{line}");
         assert_eq!(v["pairs"].as_f64().unwrap(), 2.0, "{line}");
-        assert!(v["margin"].is_number(), "the DPO rewards are still logged: {line}");
+        assert!(
+            v["margin"].is_number(),
+            "the DPO rewards are still logged: {line}"
+        );
     }
     assert!(run.join("hook_metrics.png").is_file());
 
@@ -357,7 +360,11 @@ fn the_gradient_check_holds_detached_terms_constant_and_names_where_it_fails() {
     );
     let out = trainer(&["check", "--script", kto.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains("2 of 2 checks passed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("2 of 2 checks passed"),
+        "{}",
+        stdout(&out)
+    );
     // Rebuilding a tensor from its values cuts the graph: autograd sees half the gradient.
     let broken = write(
         dir.path(),
@@ -369,4 +376,33 @@ fn the_gradient_check_holds_detached_terms_constant_and_names_where_it_fails() {
     let report = stdout(&out);
     assert!(!out.status.success(), "{report}");
     assert!(report.contains("worst at batch.chosen_logps["), "{report}");
+}
+
+#[test]
+fn a_weight_hook_dividing_integers_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let recipe = crate::pipeline::recipe(d, "");
+    // pc < n on every question of this untrained model, so `pc / n` is 0 for each.
+    let script = write(
+        d,
+        "intdiv.rhai",
+        "fn weight(stats) { stats.pc / stats.n }\n",
+    );
+    let out = trainer(
+        &[
+            "--script",
+            script.to_str().unwrap(),
+            "--config",
+            recipe.to_str().unwrap(),
+            "--out",
+            d.join("run").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let err = crate::common::stderr(&out);
+    assert!(
+        err.contains("question weights is 0") && err.contains("integer division"),
+        "{err}"
+    );
 }

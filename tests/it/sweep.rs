@@ -148,8 +148,14 @@ fn a_sweep_table_in_the_recipe_gives_the_grid_seeds_and_baseline() {
         assert!(run.join("summary.json").is_file(), "{}", run.display());
     }
     let md = std::fs::read_to_string(out_dir.join("sweep.md")).unwrap();
-    assert!(md.contains("paired difference to weight.scheme=uniform"), "{md}");
-    assert!(md.contains("gain over before") && md.contains("seeds improved"), "{md}");
+    assert!(
+        md.contains("paired difference to weight.scheme=uniform"),
+        "{md}"
+    );
+    assert!(
+        md.contains("gain over before") && md.contains("seeds improved"),
+        "{md}"
+    );
     assert!(md.contains("| weight.scheme=plug_and_play | 1 |"), "{md}");
 }
 
@@ -167,6 +173,9 @@ fn a_sweep_without_any_grid_or_with_an_empty_axis_in_its_table_exits_2() {
         "--out",
         out_dir.to_str().unwrap(),
     ];
-    assert_user_error(&trainer(&args, &[]), &["sweep.grid", "loss.name", "non-empty"]);
+    assert_user_error(
+        &trainer(&args, &[]),
+        &["sweep.grid", "loss.name", "non-empty"],
+    );
     assert!(!out_dir.exists());
 }

@@ -189,23 +189,30 @@ assert_close(cat([m, tensor(3.0)]), [-1.0, 0.5, 2.0, 3.0], 0.0);
             lift(t::compare(&s.0, &b.0, op))
         });
     }
-    func!(b, "where", |m: ScriptTensor, a: ScriptTensor, b: ScriptTensor| {
+    func!(b, "where", |m: ScriptTensor,
+                       a: ScriptTensor,
+                       b: ScriptTensor| {
         lift(t::select(&m.0, &a.0, &b.0))
     });
-    func!(b, "where", |m: ScriptTensor, a: ScriptTensor, b: Dynamic| {
+    func!(b, "where", |m: ScriptTensor,
+                       a: ScriptTensor,
+                       b: Dynamic| {
         let s = lift(t::scalar_like(&a.0, number(&b, "where")?))?;
         lift(t::select(&m.0, &a.0, &s.0))
     });
-    func!(b, "where", |m: ScriptTensor, a: Dynamic, b: ScriptTensor| {
+    func!(b, "where", |m: ScriptTensor,
+                       a: Dynamic,
+                       b: ScriptTensor| {
         let s = lift(t::scalar_like(&b.0, number(&a, "where")?))?;
         lift(t::select(&m.0, &s.0, &b.0))
     });
-    b.module.set_indexer_get_fn(|x: &mut ScriptTensor, i: i64| -> Res<ScriptTensor> {
-        match t::index(&x.0, i) {
-            Ok(t) => Ok(ScriptTensor(t)),
-            Err(e) => fail(e),
-        }
-    });
+    b.module
+        .set_indexer_get_fn(|x: &mut ScriptTensor, i: i64| -> Res<ScriptTensor> {
+            match t::index(&x.0, i) {
+                Ok(t) => Ok(ScriptTensor(t)),
+                Err(e) => fail(e),
+            }
+        });
     func!(b, "cat", |parts: Array| -> Res<ScriptTensor> {
         if parts.is_empty() {
             return fail("cat needs at least one tensor");

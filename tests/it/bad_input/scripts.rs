@@ -178,7 +178,10 @@ fn a_loss_reading_a_missing_batch_key_fails_before_any_model_work_naming_the_par
         "chosen_logps",
         "--set loss.params.NAME=VALUE",
     ]);
-    assert!(!r.dir.path().join("run").exists(), "the run folder was made");
+    assert!(
+        !r.dir.path().join("run").exists(),
+        "the run folder was made"
+    );
     assert!(!r.dir.path().join("cache").exists(), "model work was done");
 }
 
