@@ -74,6 +74,9 @@ pub enum Command {
     Score(ScoreArgs),
     /// Generate a continuation of a prompt.
     Generate(GenerateArgs),
+    /// Show the text and token ids a model sees: a prompt or conversations rendered through its
+    /// chat template (as transformers' `apply_chat_template`).
+    Template(TemplateArgs),
     /// Re-run a run folder's recipe and compare every artifact.
     Reproduce(ReproduceArgs),
     /// Measure training and sampling speed and memory.
@@ -200,7 +203,7 @@ pub struct GenerateArgs {
     pub model: PathBuf,
     #[arg(long)]
     pub prompt: String,
-    /// Wrap the prompt in the model's chat template as a user turn.
+    /// Wrap the prompt in the model's own chat template as a user turn (ChatML for a model without one).
     #[arg(long)]
     pub chat: bool,
     #[arg(long, default_value_t = 64)]
@@ -221,6 +224,33 @@ pub struct GenerateArgs {
     /// matmuls; CPU only), like `sampling.quantized = true`.
     #[arg(long)]
     pub quantized: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// An HF folder or a `.gguf` file.
+    #[arg(long, value_name = "PATH")]
+    pub model: PathBuf,
+    /// `auto` (the model's own), `chatml`, `plain`, or a string with `{prompt}`, as model.template.
+    #[arg(long, default_value = "auto")]
+    pub template: String,
+    /// A system message, as model.system.
+    #[arg(long, default_value = "")]
+    pub system: String,
+    /// One user turn, rendered as the run renders its questions.
+    #[arg(
+        long,
+        conflicts_with = "conversations",
+        required_unless_present = "conversations"
+    )]
+    pub prompt: Option<String>,
+    /// A JSONL file of conversations: `{"messages": [{"role", "content"}, ...],
+    /// "add_generation_prompt": true}` per line; prints one JSON line per conversation.
+    #[arg(long, value_name = "FILE")]
+    pub conversations: Option<PathBuf>,
+    /// Print `{"text", "input_ids"}` as JSON (always so with --conversations).
+    #[arg(long)]
+    pub ids: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,8 @@ use anyhow::Result;
 use crate::cli::GenerateArgs;
 use crate::error::user_error;
 use crate::model::{
-    ChatTemplate, GenRequest, SamplingParams, generate, load_model_on, quantized_weights,
+    ChatTemplate, GenRequest, SamplingParams, generate, load_model_on, own_template,
+    quantized_weights,
 };
 use crate::rng;
 
@@ -27,10 +28,17 @@ pub fn generate_text(args: &GenerateArgs) -> Result<()> {
     }
     let model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
     let text = if args.chat {
-        ChatTemplate::ChatMl {
-            system: String::new(),
+        // The model's own template, ChatML for a model without one.
+        match own_template(&args.model)? {
+            Some(template) => ChatTemplate::Jinja {
+                template,
+                system: String::new(),
+            },
+            None => ChatTemplate::ChatMl {
+                system: String::new(),
+            },
         }
-        .prompt(&args.prompt)
+        .prompt(&args.prompt)?
     } else {
         args.prompt.clone()
     };

@@ -10,6 +10,7 @@ mod recipe;
 pub mod reproduce;
 pub mod score;
 mod sweep;
+mod template;
 
 use anyhow::Result;
 
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Eval(args)) => pipeline::eval(&args),
         Some(Command::Score(args)) => score::score(&args),
         Some(Command::Generate(args)) => generate::generate_text(&args),
+        Some(Command::Template(args)) => template::template(&args),
         Some(Command::Reproduce(args)) => reproduce::reproduce(&args.run_dir),
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Compare(args)) => compare::compare(&args),

@@ -53,7 +53,10 @@ fn model_fingerprint(recipe: &Recipe) -> Result<Fingerprint> {
             file("model.path", what, p)
         }
         ModelSource::Builtin(name) => {
-            let template = recipe.model.template.template(&recipe.model.system);
+            let template = recipe
+                .model
+                .template
+                .for_model(&recipe.model.system, None)?;
             Ok(Fingerprint {
                 key: "model.path".into(),
                 what: "built-in model".into(),

@@ -34,8 +34,10 @@ pub fn char_tokenizer() -> Result<Tokenizer> {
         .build()
         .map_err(|e| anyhow!("building the character vocabulary: {e}"))?;
     let mut inner = tokenizers::Tokenizer::new(model);
+    // Any one character, newlines included; `[\s\S]` rather than `(?s).`, which the Python
+    // tokenizers' regex engine (Oniguruma) rejects, so transformers can load the saved tokenizer.
     let split = Split::new(
-        SplitPattern::Regex("(?s).".into()),
+        SplitPattern::Regex(r"[\s\S]".into()),
         SplitDelimiterBehavior::Isolated,
         false,
     )

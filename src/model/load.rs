@@ -21,6 +21,9 @@ pub struct LoadedModel {
     pub tokenizer: Tokenizer,
     /// Where it came from (a folder or a `.gguf` file).
     pub source: PathBuf,
+    /// The chat template (Jinja) a saved copy carries in its `tokenizer_config.json`: the one
+    /// the run prompts with ("" = none).
+    pub chat_template: String,
 }
 
 /// Loads a model folder or `.gguf` file; `tokenizer` overrides the model's own tokenizer.
@@ -84,6 +87,35 @@ fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         tensors.extend(loaded);
     }
     let policy = Policy::from_tensors(config.clone(), tensors, &dir.display().to_string())?;
+    let tokenizer = hf_tokenizer(dir, &config, tokenizer)?;
+    Ok(LoadedModel {
+        policy,
+        tokenizer,
+        source: dir.to_path_buf(),
+        chat_template: String::new(),
+    })
+}
+
+/// The tokenizer of a model folder or `.gguf` file (`tokenizer` overrides it), without loading
+/// the weights.
+pub fn load_tokenizer(path: &Path, tokenizer: Option<&Path>) -> Result<Tokenizer> {
+    if path.is_dir() {
+        let config = ModelConfig::from_hf_json(&path.join("config.json"))?;
+        hf_tokenizer(path, &config, tokenizer)
+    } else if path.is_file() {
+        let origin = path.display().to_string();
+        let (content, _) = read_gguf(path)?;
+        let config = ModelConfig::from_gguf(&content, &origin)?;
+        gguf_tokenizer(&content, &origin, &config, tokenizer)
+    } else {
+        Err(user_error(format!(
+            "model {}: no such file or folder",
+            path.display()
+        )))
+    }
+}
+
+fn hf_tokenizer(dir: &Path, config: &ModelConfig, tokenizer: Option<&Path>) -> Result<Tokenizer> {
     let tok_path = match tokenizer {
         Some(path) if path.is_file() => path.to_path_buf(),
         Some(path) => {
@@ -101,12 +133,19 @@ fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
             )));
         }
     };
-    let tokenizer = Tokenizer::from_file(&tok_path, config.eos_token_id)?;
-    Ok(LoadedModel {
-        policy,
-        tokenizer,
-        source: dir.to_path_buf(),
-    })
+    Tokenizer::from_file(&tok_path, config.eos_token_id)
+}
+
+fn gguf_tokenizer(
+    content: &gguf_file::Content,
+    origin: &str,
+    config: &ModelConfig,
+    tokenizer: Option<&Path>,
+) -> Result<Tokenizer> {
+    match tokenizer {
+        Some(p) => Tokenizer::from_file(p, config.eos_token_id),
+        None => Tokenizer::from_gguf(content, origin, config.eos_token_id),
+    }
 }
 
 /// Reads a GGUF file's header (metadata and tensor table).
@@ -164,14 +203,12 @@ fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         tensors.insert(hf_name, t);
     }
     let policy = Policy::from_tensors(config.clone(), tensors, &origin)?;
-    let tokenizer = match tokenizer {
-        Some(p) => Tokenizer::from_file(p, config.eos_token_id)?,
-        None => Tokenizer::from_gguf(&content, &origin, config.eos_token_id)?,
-    };
+    let tokenizer = gguf_tokenizer(&content, &origin, &config, tokenizer)?;
     Ok(LoadedModel {
         policy,
         tokenizer,
         source: path.to_path_buf(),
+        chat_template: String::new(),
     })
 }
 

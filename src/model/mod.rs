@@ -9,6 +9,7 @@ mod device;
 mod frozen_linear;
 mod fused;
 mod generate;
+mod hf_files;
 mod init;
 mod load;
 mod lora;
@@ -20,14 +21,14 @@ mod score;
 mod tokenizer;
 
 pub use char_tokenizer::{CHAR_EOS, CONTROL_TOKENS, char_tokenizer};
-pub use chat::ChatTemplate;
+pub use chat::{ChatTemplate, JinjaTemplate, Message, own_template};
 pub use config::{Arch, ModelConfig};
 pub use decoder::{KvCache, LayerWeights, Weights, causal_mask, forward, logits_all, logits_at};
 pub use device::DeviceChoice;
 pub use frozen_linear::{frozen_linear, linear_2d, matmul_t};
 pub use generate::{Finish, GenRequest, Generation, SamplingParams, generate, pick_token};
 pub use init::{INIT_STD, random_policy};
-pub use load::{LoadedModel, load_model, load_model_on, read_gguf};
+pub use load::{LoadedModel, load_model, load_model_on, load_tokenizer, read_gguf};
 pub use lora::{
     ADAPTER_CONFIG, ADAPTER_WEIGHTS, LayerLora, LoraConfig, Target, merged_tensors, read_adapter,
 };

@@ -176,22 +176,24 @@ fn model(ctx: &Ctx, r: &RawModel) -> Result<ModelSpec> {
         Some(name) => ModelSource::Builtin(name.to_string()),
         None => ModelSource::Path(PathBuf::from(&r.path)),
     };
-    let dtype = ctx.choice(
-        "model.dtype",
-        &r.dtype,
-        &[("f32", DTypeChoice::F32), ("bf16", DTypeChoice::Bf16)],
-    )?;
-    let template = match r.template.as_str() {
-        "chatml" => TemplateChoice::ChatMl,
-        "plain" => TemplateChoice::Plain,
-        t if t.contains("{prompt}") => TemplateChoice::Custom(t.to_string()),
-        _ => {
+    let dtype = match r.dtype.as_str() {
+        "f32" | "float32" => DTypeChoice::F32,
+        "bf16" | "bfloat16" | "f16" | "float16" => {
             return Err(ctx.bad(
-                "model.template",
-                "must be \"chatml\", \"plain\", or a template string containing {prompt}",
+                "model.dtype",
+                "only \"f32\" is supported: weights, activations and optimizer state are f32 on \
+                 every device (a GGUF's quantized blocks are dequantized to f32)",
             ));
         }
+        _ => return Err(ctx.bad("model.dtype", "must be \"f32\"")),
     };
+    let template = TemplateChoice::parse(&r.template).ok_or_else(|| {
+        ctx.bad(
+            "model.template",
+            "must be \"auto\" (the model's own chat template), \"chatml\", \"plain\", or a \
+             template string containing {prompt}",
+        )
+    })?;
     let device = DeviceChoice::parse(&r.device)
         .ok_or_else(|| ctx.bad("model.device", "must be \"cpu\", \"cuda\" or \"cuda:N\""))?;
     Ok(ModelSpec {
@@ -459,8 +461,42 @@ fn train(ctx: &Ctx, r: &RawTrain) -> Result<TrainSpec> {
         checkpoint_every: r.checkpoint_every,
         resume_every: r.resume_every,
         rounds: rounds(ctx, r)?,
+        tensorboard: report_to(ctx, &r.report_to)?,
+        logging_steps: ctx.at_least_one("train.logging_steps", r.logging_steps)?,
         lora: lora(ctx, &r.lora)?,
     })
+}
+
+/// `train.report_to`: "jsonl" (always: resuming and the summary read metrics.jsonl) and
+/// optionally "tensorboard"; whether TensorBoard files are written.
+fn report_to(ctx: &Ctx, list: &[String]) -> Result<bool> {
+    for name in list {
+        match name.as_str() {
+            "jsonl" | "tensorboard" => {}
+            "wandb" | "mlflow" | "comet_ml" | "clearml" => {
+                return Err(ctx.bad(
+                    "train.report_to",
+                    format!(
+                        "\"{name}\" is not supported: \"jsonl\" and \"tensorboard\" are (W&B \
+                         imports TensorBoard files: `wandb sync --sync-tensorboard RUN`)"
+                    ),
+                ));
+            }
+            other => {
+                return Err(ctx.bad(
+                    "train.report_to",
+                    format!("unknown \"{other}\": the choices are \"jsonl\" and \"tensorboard\""),
+                ));
+            }
+        }
+    }
+    if !list.iter().any(|n| n == "jsonl") {
+        return Err(ctx.bad(
+            "train.report_to",
+            "must include \"jsonl\": metrics.jsonl is what resuming and the summary read",
+        ));
+    }
+    Ok(list.iter().any(|n| n == "tensorboard"))
 }
 
 /// `train.rounds`: at least 1; more than one needs full fine-tuning (the policy of each round

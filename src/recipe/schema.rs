@@ -187,6 +187,8 @@ pub struct RawTrain {
     pub checkpoint_every: usize,
     pub resume_every: usize,
     pub rounds: usize,
+    pub report_to: Vec<String>,
+    pub logging_steps: usize,
     pub lora: RawLora,
 }
 

@@ -2,9 +2,11 @@
 //! only its own section.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::model::ChatTemplate;
+use anyhow::Result;
+
+use crate::model::{ChatTemplate, JinjaTemplate, own_template};
 pub use crate::model::{DeviceChoice, LoraConfig, Target};
 
 /// The whole resolved recipe.
@@ -68,11 +70,12 @@ pub enum ModelSource {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DTypeChoice {
     F32,
-    Bf16,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TemplateChoice {
+    /// The model's own chat template; the plain template for a model without one.
+    Auto,
     ChatMl,
     Plain,
     /// A template string with `{prompt}` (and optionally `{system}`).
@@ -80,9 +83,49 @@ pub enum TemplateChoice {
 }
 
 impl TemplateChoice {
-    /// The chat template this choice names, with `system` as its system turn.
-    pub fn template(&self, system: &str) -> ChatTemplate {
+    /// `auto`, `chatml`, `plain`, or a template string containing `{prompt}`.
+    pub fn parse(text: &str) -> Option<TemplateChoice> {
+        match text {
+            "auto" => Some(TemplateChoice::Auto),
+            "chatml" => Some(TemplateChoice::ChatMl),
+            "plain" => Some(TemplateChoice::Plain),
+            t if t.contains("{prompt}") => Some(TemplateChoice::Custom(t.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The chat template for the model at `model` (`None`: the built-in model, whose own
+    /// template is the plain one); `auto` reads the model's own and falls back to the plain
+    /// template, with a warning, for a model without one.
+    pub fn for_model(&self, system: &str, model: Option<&Path>) -> Result<ChatTemplate> {
+        let own = match (self, model) {
+            (TemplateChoice::Auto, Some(path)) => {
+                let own = own_template(path)?;
+                if own.is_none() {
+                    tracing::warn!(
+                        "model {} has no chat template of its own: model.template = \"auto\" \
+                         uses the plain template (the question and a newline)",
+                        path.display()
+                    );
+                }
+                own
+            }
+            _ => None,
+        };
+        Ok(self.template(system, own))
+    }
+
+    /// The chat template this choice names, with `system` as its system turn; `own` is the
+    /// model's own template (`auto` falls back to plain without one).
+    fn template(&self, system: &str, own: Option<JinjaTemplate>) -> ChatTemplate {
         match self {
+            TemplateChoice::Auto => match own {
+                Some(template) => ChatTemplate::Jinja {
+                    template,
+                    system: system.to_string(),
+                },
+                None => ChatTemplate::Plain,
+            },
             TemplateChoice::ChatMl => ChatTemplate::ChatMl {
                 system: system.to_string(),
             },
@@ -400,6 +443,10 @@ pub struct TrainSpec {
     /// On-policy rounds: after round k, sample again from the trained policy, which is also the
     /// reference of round k + 1.
     pub rounds: usize,
+    /// Also write TensorBoard event files (`train.report_to` lists "tensorboard").
+    pub tensorboard: bool,
+    /// A log line every k steps when stderr is not a terminal.
+    pub logging_steps: usize,
     pub lora: LoraSpec,
 }
 

@@ -11,7 +11,7 @@ use super::folder;
 use super::keys;
 use super::summary::{RunSummary, render};
 use crate::model::{ChatTemplate, LoadedModel, check_quantizable, load_model_on};
-use crate::recipe::{Recipe, TokenizerChoice, Weighting};
+use crate::recipe::{ModelSource, Recipe, TokenizerChoice, Weighting};
 use crate::script::HookSet;
 use crate::stages::warm_start::model_path;
 use crate::store::{sha256_path, write_atomic, write_json_atomic};
@@ -80,7 +80,21 @@ impl Run {
         let recipe_text = layered.annotated_toml()?;
         let run_key = keys::run_key(until, &recipe_text, &hooks.host.sources());
         let planned = folder::plan_run_dir(&recipe.run, &run_key, request.force)?;
-        let template = recipe.model.template.template(&recipe.model.system);
+        let own_path = match &recipe.model.source {
+            ModelSource::Path(p) => Some(p.as_path()),
+            ModelSource::Builtin(_) => None,
+        };
+        let template = recipe
+            .model
+            .template
+            .for_model(&recipe.model.system, own_path)?;
+        // Rendered here, not inside the log macro: a template that cannot render stops the run
+        // before its folder exists, whatever the log level.
+        let example = template.prompt("<question>")?;
+        tracing::info!(
+            "chat template: {}; a question renders as {example:?}",
+            template.describe()
+        );
         let tokenizer = match &recipe.model.tokenizer {
             TokenizerChoice::File(p) => Some(p.clone()),
             TokenizerChoice::FromModel => None,
@@ -91,7 +105,8 @@ impl Run {
             check_quantizable(&model_path, &device, "sampling.quantized = true")?;
         }
         tracing::info!("loading {}", model_path.display());
-        let model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
+        let mut model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
+        model.chat_template = template.to_jinja();
         let model_sha = sha256_path(&model_path)?;
         let run_folder = folder::open_run_dir(planned, &recipe.run, &run_key)?;
         let dir = run_folder.dir.clone();

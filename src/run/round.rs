@@ -19,6 +19,7 @@ use crate::stages::reference::fill_reference;
 use crate::stages::sample::{SampleInputs, Server, sample};
 use crate::stages::train::{TrainInputs, train};
 use crate::stages::weigh::{question_stats, weigh};
+use crate::store::{EVENT_FILE, append_scalars};
 use crate::train::{StepMetrics, TrainOutputs, tail_mean};
 
 /// Where round `k` of `of` writes: with one round, the run folder itself; otherwise `round-k/`,
@@ -142,6 +143,16 @@ pub(super) fn round(
         }
         _ => None,
     };
+    if run.recipe.train.tensorboard {
+        // The round's first step is 1; its start model's accuracy goes at step 0.
+        let path = place.dir.join(EVENT_FILE);
+        let before = summary.eval_before.as_ref().filter(|_| place.k == 1);
+        for (step, eval) in [(0, before), (metrics.len(), eval_after.as_ref())] {
+            if let Some(e) = eval {
+                append_scalars(&path, step as u64, &[("eval/accuracy", e.accuracy)])?;
+            }
+        }
+    }
     let weights: Vec<f64> = records.iter().filter_map(|p| p.weight).collect();
     let round_summary = RoundSummary {
         round: place.k,
@@ -314,6 +325,7 @@ pub(super) fn train_stage(
 ) -> Result<Vec<StepMetrics>> {
     let out = TrainOutputs {
         metrics: place.dir.join("metrics.jsonl"),
+        tensorboard: (run.recipe.train.tensorboard).then(|| place.dir.join(EVENT_FILE)),
         checkpoints: place.dir.join("checkpoints"),
         final_dir: place.final_dir.clone(),
     };

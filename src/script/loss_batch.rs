@@ -48,17 +48,19 @@ impl LossInputs {
 
 /// The names every line of `metrics.jsonl` already has; a loss hook's own metrics may not reuse
 /// them (the training loop's `StepMetrics` fields, checked by a test there).
-pub const STEP_METRIC_NAMES: [&str; 11] = [
+pub const STEP_METRIC_NAMES: [&str; 13] = [
     "step",
     "epoch",
     "loss",
-    "margin",
-    "chosen_reward",
-    "rejected_reward",
-    "reward_accuracy",
+    "rewards/margins",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
     "weight_mean",
     "grad_norm",
-    "lr",
+    "learning_rate",
     "tokens_per_s",
 ];
 

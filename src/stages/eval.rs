@@ -110,7 +110,7 @@ pub fn eval_generations(
                 .map(|ex| {
                     let prompt = setup
                         .template
-                        .prompt(&user_text(&ex.question, setup.instruction));
+                        .prompt(&user_text(&ex.question, setup.instruction))?;
                     Ok(GenRequest {
                         prompt_ids: model.tokenizer.encode(&prompt)?,
                         seed: 0,

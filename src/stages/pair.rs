@@ -294,7 +294,7 @@ pub fn pair(
             text.template
                 .prompt(&user_text(&e.question, text.instruction))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let first_eos: Vec<u32> = text.tokenizer.eos_ids().iter().take(1).copied().collect();
     let eos_text = text.tokenizer.decode(&first_eos)?;
     let responses: Vec<String> = questions

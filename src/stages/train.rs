@@ -97,6 +97,8 @@ pub fn train_key(
         }
     }
     let cadence_free = TrainSpec {
+        tensorboard: false,
+        logging_steps: 1,
         checkpoint_every: 0,
         resume_every: 0,
         rounds: 1,

@@ -78,6 +78,7 @@ pub fn builtin_tiny(spec: &SftSpec, template: &ChatTemplate, cache: &Path) -> Re
         policy,
         tokenizer,
         source: dir.clone(),
+        chat_template: template.to_jinja(),
     };
     let problems = generate_mix(spec.examples, &spec.level_mix, Split::Train, spec.data_seed);
     let losses = train_sft(&model, template, &problems, spec)?;
@@ -104,7 +105,7 @@ pub fn train_sft(
         .iter()
         .map(|p| {
             Ok((
-                tok.encode(&template.prompt(&p.question))?,
+                tok.encode(&template.prompt(&p.question)?)?,
                 tok.encode(&format!("{}{eos}", p.answer))?,
             ))
         })

@@ -5,6 +5,7 @@ mod atomic;
 mod batches;
 mod hash;
 mod jsonl_log;
+mod tensorboard;
 
 pub use atomic::{
     check_output_file, remove_dir_atomic, temp_sibling, write_atomic, write_atomic_with,
@@ -13,3 +14,4 @@ pub use atomic::{
 pub use batches::{Batches, Resumable};
 pub use hash::{Hasher, content_key, hex, sha256_bytes, sha256_file, sha256_path, trainer_version};
 pub use jsonl_log::{JsonlLog, read_log};
+pub use tensorboard::{EVENT_FILE, append_scalars};

@@ -1,4 +1,4 @@
-//! Checkpoints: an HF model folder (config.json, model.safetensors, tokenizer.json), loadable with
+//! Checkpoints: an HF model folder (config.json, model.safetensors, tokenizer files), loadable with
 //! `--model`, built in a temporary folder and renamed into place, so it is whole or absent. A
 //! training checkpoint also carries the resume state (see `state.rs`), written last.
 
@@ -21,7 +21,7 @@ pub fn save_checkpoint_with(
     extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     write_dir_atomic(dir, |tmp| {
-        model.policy.save_hf(tmp, &model.tokenizer)?;
+        model.save_hf(tmp)?;
         extra(tmp)
     })
 }

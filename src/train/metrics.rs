@@ -1,30 +1,127 @@
-//! One line of `metrics.jsonl` per optimizer step, and rewriting the file on resume.
+//! One line of `metrics.jsonl` per optimizer step (under the names TRL logs), the sums a step
+//! collects them from, and rewriting the file on resume.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::store::write_atomic;
 
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One line of `metrics.jsonl`, under the names of TRL's `DPOTrainer` logs (TensorBoard adds the
+/// `train/` prefix).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
     pub step: usize,
-    pub epoch: usize,
+    /// Epochs done, as a fraction: 0.5 halfway through the first (TRL's `epoch`).
+    pub epoch: f64,
     pub loss: f64,
     /// Mean of `chosen_reward − rejected_reward`.
+    #[serde(rename = "rewards/margins")]
     pub margin: f64,
     /// Mean of `β·(log π(y_w) − log π_ref(y_w))`.
+    #[serde(rename = "rewards/chosen")]
     pub chosen_reward: f64,
+    #[serde(rename = "rewards/rejected")]
     pub rejected_reward: f64,
     /// Fraction of pairs with a positive margin.
+    #[serde(rename = "rewards/accuracies")]
     pub reward_accuracy: f64,
+    /// Mean summed log-probability of the chosen responses under the policy.
+    #[serde(rename = "logps/chosen")]
+    pub chosen_logps: f64,
+    #[serde(rename = "logps/rejected")]
+    pub rejected_logps: f64,
     pub weight_mean: f64,
     pub grad_norm: f64,
+    #[serde(rename = "learning_rate")]
     pub lr: f64,
     pub tokens_per_s: f64,
     /// The loss hook's own metrics (`#{loss, metrics: #{...}}`), averaged over the micro-batches.
     #[serde(flatten, default)]
     pub hook: std::collections::BTreeMap<String, f64>,
+}
+
+impl StepMetrics {
+    /// The scalars TensorBoard gets, under TRL's tags.
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = [
+            ("train/loss", self.loss),
+            ("train/rewards/chosen", self.chosen_reward),
+            ("train/rewards/rejected", self.rejected_reward),
+            ("train/rewards/accuracies", self.reward_accuracy),
+            ("train/rewards/margins", self.margin),
+            ("train/logps/chosen", self.chosen_logps),
+            ("train/logps/rejected", self.rejected_logps),
+            ("train/learning_rate", self.lr),
+            ("train/grad_norm", self.grad_norm),
+            ("train/epoch", self.epoch),
+            ("train/weight_mean", self.weight_mean),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        out.extend(self.hook.iter().map(|(k, v)| (format!("train/{k}"), *v)));
+        out
+    }
+
+    /// The log line of a step when stderr is not a terminal.
+    pub fn log_line(&self, total: usize) -> String {
+        format!(
+            "step {}/{total}  epoch {:.2}  loss {:.4}  rewards/accuracies {:.2}  rewards/margins \
+             {:.3}  grad_norm {:.3}  learning_rate {:.3e}",
+            self.step,
+            self.epoch,
+            self.loss,
+            self.reward_accuracy,
+            self.margin,
+            self.grad_norm,
+            self.lr
+        )
+    }
+}
+
+/// The sums over one step's pairs that its metrics are means of.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    chosen_reward: f64,
+    rejected_reward: f64,
+    chosen_logps: f64,
+    rejected_logps: f64,
+    wins: usize,
+    weight: f64,
+    count: usize,
+}
+
+impl Tally {
+    /// Adds one pair: its policy and reference log-probs (chosen, rejected), β and its weight.
+    pub fn add(&mut self, policy: (f64, f64), reference: (f64, f64), beta: f64, weight: f64) {
+        let c = beta * (policy.0 - reference.0);
+        let r = beta * (policy.1 - reference.1);
+        self.chosen_reward += c;
+        self.rejected_reward += r;
+        self.chosen_logps += policy.0;
+        self.rejected_logps += policy.1;
+        self.wins += usize::from(c > r);
+        self.weight += weight;
+        self.count += 1;
+    }
+
+    /// The step's metrics: these means, and the rest as given.
+    pub fn into_metrics(self, step: usize, epoch: f64, loss: f64) -> StepMetrics {
+        let n = self.count.max(1) as f64;
+        StepMetrics {
+            step,
+            epoch,
+            loss,
+            margin: (self.chosen_reward - self.rejected_reward) / n,
+            chosen_reward: self.chosen_reward / n,
+            rejected_reward: self.rejected_reward / n,
+            reward_accuracy: self.wins as f64 / n,
+            chosen_logps: self.chosen_logps / n,
+            rejected_logps: self.rejected_logps / n,
+            weight_mean: self.weight / n,
+            ..StepMetrics::default()
+        }
+    }
 }
 
 /// Rewrites `metrics.jsonl` with the steps already done (none for a fresh start).
@@ -71,17 +168,9 @@ mod tests {
     fn step(step: usize, loss: f64, reward_accuracy: f64) -> StepMetrics {
         StepMetrics {
             step,
-            epoch: 0,
             loss,
-            margin: 0.0,
-            chosen_reward: 0.0,
-            rejected_reward: 0.0,
             reward_accuracy,
-            weight_mean: 1.0,
-            grad_norm: 0.0,
-            lr: 0.0,
-            tokens_per_s: 0.0,
-            hook: Default::default(),
+            ..StepMetrics::default()
         }
     }
 

@@ -8,6 +8,7 @@ mod clip;
 mod loss;
 mod metrics;
 mod optim;
+mod report;
 mod schedule;
 mod state;
 mod step;

@@ -177,17 +177,8 @@ mod tests {
     fn state(key: &str, step: usize, total: usize) -> TrainState {
         let m = StepMetrics {
             step: 1,
-            epoch: 0,
             loss: 0.5,
-            margin: 0.0,
-            chosen_reward: 0.0,
-            rejected_reward: 0.0,
-            reward_accuracy: 0.0,
-            weight_mean: 1.0,
-            grad_norm: 1.0,
-            lr: 1e-3,
-            tokens_per_s: 1.0,
-            hook: Default::default(),
+            ..StepMetrics::default()
         };
         TrainState {
             key: key.into(),

@@ -9,7 +9,8 @@ use candle_core::Tensor;
 
 use super::batch::TokenPair;
 use super::checkpoint::save_checkpoint_with;
-use super::metrics::{StepMetrics, write_metrics};
+use super::metrics::{StepMetrics, Tally, write_metrics};
+use super::report::Report;
 use super::schedule::LrSchedule;
 use super::state::{self, TrainState, write_state};
 use super::step::{LossFn, StepBatch, add_grads, forward_backward};
@@ -35,6 +36,8 @@ pub struct TrainPair {
 /// Where the loop writes.
 pub struct TrainOutputs {
     pub metrics: PathBuf,
+    /// The TensorBoard event file, when `train.report_to` asks for one.
+    pub tensorboard: Option<PathBuf>,
     pub checkpoints: PathBuf,
     pub final_dir: PathBuf,
 }
@@ -87,11 +90,17 @@ impl Trainer<'_> {
         let mut opt = AdamW::new(vars, self.adamw_config())?;
         let mut metrics = self.resume(out, &mut opt, steps.len())?;
         write_metrics(&out.metrics, &metrics)?;
+        let report = Report::start(out.tensorboard.clone(), &metrics)?;
+        let per_epoch = pairs
+            .len()
+            .div_ceil(self.spec.batch_size)
+            .div_ceil(self.spec.grad_accum)
+            .max(1);
         let (_, mut log) = JsonlLog::open_plain::<StepMetrics>(&out.metrics)?;
         let bar = crate::progress::bar(steps.len() as u64, "train");
         bar.inc(metrics.len() as u64);
         let mut saved = metrics.len();
-        for (step, (epoch, micro)) in steps.iter().enumerate().skip(metrics.len()) {
+        for (step, (_, micro)) in steps.iter().enumerate().skip(metrics.len()) {
             if crate::interrupt::requested() {
                 bar.finish_and_clear();
                 if saved != step {
@@ -101,11 +110,14 @@ impl Trainer<'_> {
                 let item = format!("step {} of {}", step + 1, steps.len());
                 return Err(crate::interrupt::interrupted("train", item));
             }
-            let m = self.step(pairs, &mut opt, &schedule, step, *epoch, micro)?;
+            // Epochs done, as TRL counts them: 0.5 halfway through the first.
+            let epoch = (step + 1) as f64 / per_epoch as f64;
+            let m = self.step(pairs, &mut opt, &schedule, step, epoch, micro)?;
             bar.set_message(format!("loss {:.4} margin {:.3}", m.loss, m.margin));
             bar.inc(1);
             log.append(&m)?;
             log.flush()?;
+            report.step(&m, steps.len(), self.spec.logging_steps)?;
             metrics.push(m);
             if let Some(dir) = self.checkpoint_dir(out, step + 1, steps.len()) {
                 self.save(&dir, &opt, &names, &metrics, steps.len())?;
@@ -197,16 +209,14 @@ impl Trainer<'_> {
         opt: &mut AdamW,
         schedule: &LrSchedule,
         step: usize,
-        epoch: usize,
+        epoch: f64,
         micro: &[Vec<usize>],
     ) -> Result<StepMetrics> {
         let started = Instant::now();
         let mut grads: Vec<Option<Tensor>> = vec![None; opt.vars().len()];
         let (mut loss, mut tokens) = (0.0, 0usize);
         let mut hook: std::collections::BTreeMap<String, f64> = Default::default();
-        let (mut chosen_r, mut rejected_r, mut wins, mut weight_sum, mut count) =
-            (0.0, 0.0, 0usize, 0.0, 0usize);
-        let beta = self.loss.beta;
+        let mut tally = Tally::default();
         for batch in micro {
             let members: Vec<&TrainPair> = batch.iter().map(|&i| &pairs[i]).collect();
             let tok: Vec<TokenPair> = members.iter().map(|p| p.tokens.clone()).collect();
@@ -245,13 +255,9 @@ impl Trainer<'_> {
             }
             add_grads(&mut grads, out.grads)?;
             for (i, p) in members.iter().enumerate() {
-                let c = beta * (out.chosen_logps[i] - p.ref_chosen);
-                let r = beta * (out.rejected_logps[i] - p.ref_rejected);
-                chosen_r += c;
-                rejected_r += r;
-                wins += usize::from(c > r);
-                weight_sum += p.weight;
-                count += 1;
+                let policy = (out.chosen_logps[i], out.rejected_logps[i]);
+                let reference = (p.ref_chosen, p.ref_rejected);
+                tally.add(policy, reference, self.loss.beta, p.weight);
                 tokens +=
                     p.tokens.prompt.len() * 2 + p.tokens.chosen.len() + p.tokens.rejected.len();
             }
@@ -265,20 +271,12 @@ impl Trainer<'_> {
         }
         let lr = schedule.lr(step);
         opt.step(&grads, lr, clip_scale(norm, self.spec.max_grad_norm))?;
-        let n = count.max(1) as f64;
         Ok(StepMetrics {
-            step: step + 1,
-            epoch,
-            loss,
-            margin: (chosen_r - rejected_r) / n,
-            chosen_reward: chosen_r / n,
-            rejected_reward: rejected_r / n,
-            reward_accuracy: wins as f64 / n,
-            weight_mean: weight_sum / n,
             grad_norm: norm,
             lr,
             tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(),
             hook,
+            ..tally.into_metrics(step + 1, epoch, loss)
         })
     }
 }

@@ -36,6 +36,7 @@ fn sft_lowers_the_cross_entropy_of_solutions() {
         policy,
         tokenizer,
         source: "memory".into(),
+        chat_template: String::new(),
     };
     let problems = generate(spec.examples, Split::Train, spec.data_seed);
     let losses = train_sft(&model, &ChatTemplate::Plain, &problems, &spec).unwrap();

@@ -124,3 +124,30 @@ pub fn fixture_loss() -> trainer::recipe::LossSpec {
         params: Default::default(),
     }
 }
+
+/// The python of a venv the repo's `.ci/run` installs: `$VAR`, else
+/// `$HOME/.cache/VENV/bin/python`; `None` (the test skips, saying why) when absent outside CI,
+/// a failure in CI.
+pub fn venv_python(var: &str, venv: &str, what: &str) -> Option<PathBuf> {
+    let path = match std::env::var_os(var) {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache")
+            .join(venv)
+            .join("bin/python"),
+    };
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{what} is required in CI but {} is missing (.ci/run installs it)",
+            path.display()
+        );
+    }
+    eprintln!(
+        "skipped: no {what} at {} (set {var}, or run .ci/run once)",
+        path.display()
+    );
+    None
+}

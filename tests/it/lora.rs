@@ -264,7 +264,7 @@ fn a_lora_run_trains_only_adapters_and_saves_a_peft_adapter_whose_merge_is_the_m
     let m = metrics(&run);
     assert_eq!(m.len(), 4);
     assert_eq!(
-        m[0]["margin"].as_f64(),
+        m[0]["rewards/margins"].as_f64(),
         Some(0.0),
         "B = 0: policy = reference"
     );
@@ -273,7 +273,7 @@ fn a_lora_run_trains_only_adapters_and_saves_a_peft_adapter_whose_merge_is_the_m
         m[3]["loss"].as_f64().unwrap(),
     );
     assert!(last < first, "loss {first} -> {last}");
-    assert!(m[3]["margin"].as_f64().unwrap() > 0.0);
+    assert!(m[3]["rewards/margins"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

@@ -6,33 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_user_error, root, shared, stderr, stdout, trainer, write};
+use crate::common::{assert_user_error, root, shared, stderr, stdout, trainer, venv_python, write};
 
 /// The API key the test server demands; it must never reach the run folder or the cache.
 const KEY: &str = "sk-test-7f3a9c1e";
 
-/// The python of a venv holding `llama-cpp-python[server]`: `LLAMA_CPP_PYTHON`, else
-/// `$HOME/.cache/trainer-llama-venv/bin/python`; `None` (skipped) when absent outside CI.
+/// The python of a venv holding `llama-cpp-python[server]` (see [`venv_python`]).
 fn llama_python() -> Option<PathBuf> {
-    let path = match std::env::var_os("LLAMA_CPP_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/trainer-llama-venv/bin/python"),
-    };
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "the llama.cpp server is required in CI but {} is missing (.ci/run installs it)",
-            path.display()
-        );
-    }
-    eprintln!(
-        "skipped: no llama-cpp-python at {} (set LLAMA_CPP_PYTHON, or run .ci/run once)",
-        path.display()
-    );
-    None
+    venv_python("LLAMA_CPP_PYTHON", "trainer-llama-venv", "llama-cpp-python")
 }
 
 /// A running `python -m llama_cpp.server`, killed when dropped (also when a test fails).

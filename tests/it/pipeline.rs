@@ -127,15 +127,19 @@ fn whole_pipeline_writes_every_stage_file() {
     }
     let metrics = lines(&r.join("metrics.jsonl"));
     assert!(!metrics.is_empty());
+    // TRL's names (DPOTrainer's logs).
     for key in [
         "loss",
-        "margin",
-        "chosen_reward",
-        "rejected_reward",
-        "reward_accuracy",
+        "rewards/margins",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
         "weight_mean",
         "grad_norm",
-        "lr",
+        "learning_rate",
+        "epoch",
         "tokens_per_s",
     ] {
         assert!(metrics[0][key].is_number(), "metrics lack {key}");

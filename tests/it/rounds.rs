@@ -44,7 +44,7 @@ fn three_rounds_sample_and_train_from_the_policy_of_the_round_before() {
             (loss - std::f64::consts::LN_2).abs() < 1e-5,
             "round {k}: {loss}"
         );
-        assert_eq!(first["margin"].as_f64().unwrap(), 0.0, "round {k}");
+        assert_eq!(first["rewards/margins"].as_f64().unwrap(), 0.0, "round {k}");
     }
     assert!(r.join("round-1/final/model.safetensors").is_file());
     assert!(r.join("round-2/final/model.safetensors").is_file());

@@ -323,7 +323,7 @@ fn a_loss_returning_metrics_logs_and_plots_them_and_a_taken_name_is_refused() {
         assert!(v["hinge_mean"].as_f64().unwrap() >= 0.0, "{line}");
         assert_eq!(v["pairs"].as_f64().unwrap(), 2.0, "{line}");
         assert!(
-            v["margin"].is_number(),
+            v["rewards/margins"].is_number(),
             "the DPO rewards are still logged: {line}"
         );
     }
@@ -332,7 +332,7 @@ fn a_loss_returning_metrics_logs_and_plots_them_and_a_taken_name_is_refused() {
     let taken = write(
         d,
         "taken.rhai",
-        "fn loss(batch) { #{loss: -log_sigmoid(batch.chosen_logps - batch.rejected_logps), metrics: #{margin: 1.0}} }\n",
+        "fn loss(batch) { #{loss: -log_sigmoid(batch.chosen_logps - batch.rejected_logps), metrics: #{\"rewards/margins\": 1.0}} }\n",
     );
     let out = trainer(
         &[
@@ -345,7 +345,7 @@ fn a_loss_returning_metrics_logs_and_plots_them_and_a_taken_name_is_refused() {
         ],
         &[],
     );
-    assert_user_error(&out, &["fn loss(batch)", "metric `margin`"]);
+    assert_user_error(&out, &["fn loss(batch)", "metric `rewards/margins`"]);
 }
 
 #[test]

@@ -35,7 +35,7 @@ pub fn sample_locally(
     for ex in examples {
         let prompt = inputs
             .template
-            .prompt(&user_text(&ex.question, inputs.instruction));
+            .prompt(&user_text(&ex.question, inputs.instruction))?;
         let ids = model.tokenizer.encode(&prompt)?;
         for k in 0..spec.n {
             requests.push(Request {

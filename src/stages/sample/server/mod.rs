@@ -49,7 +49,7 @@ pub fn sample_on_server(
     cache: &Path,
 ) -> Result<Vec<Completion>> {
     let mut done = open_cache(cache)?;
-    let jobs = missing_jobs(s, examples, spec.n, &done);
+    let jobs = missing_jobs(s, examples, spec.n, &done)?;
     let total = examples.len() * spec.n;
     let bar = progress::bar(total as u64, "sample");
     bar.inc((total - jobs.len()) as u64);
@@ -121,14 +121,14 @@ fn missing_jobs(
     examples: &[Example],
     n: usize,
     done: &CompletionCache,
-) -> Vec<Job> {
+) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for ex in examples {
         let user = user_text(&ex.question, s.instruction);
         let prompt = match s.openai.api {
-            OpenAiApi::Completions => Prompt::Text(s.template.prompt(&user)),
+            OpenAiApi::Completions => Prompt::Text(s.template.prompt(&user)?),
             OpenAiApi::Chat => Prompt::Chat {
-                system: system_turn(s.template).to_string(),
+                system: s.template.system().to_string(),
                 user,
             },
         };
@@ -140,14 +140,7 @@ fn missing_jobs(
             });
         }
     }
-    jobs
-}
-
-fn system_turn(template: &ChatTemplate) -> &str {
-    match template {
-        ChatTemplate::ChatMl { system } | ChatTemplate::Custom { system, .. } => system,
-        ChatTemplate::Plain => "",
-    }
+    Ok(jobs)
 }
 
 /// Takes jobs until none is left or another worker failed; sends each result.
