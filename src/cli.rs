@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// The run folder (default `runs/<name>-<time>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// The model: an HF folder, a `.gguf` file, or a hub id `org/name[@revision]`; the same as
+    /// `--set model.path="…"`.
+    #[arg(long, value_name = "PATH|ID")]
+    pub model: Option<String>,
     /// Where the model runs: `cpu` or `cuda:N`; the same as `--set model.device="…"`.
     #[arg(long, value_parser = parse_device)]
     pub device: Option<DeviceChoice>,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::cli::BenchArgs;
 use crate::model::{
     GenRequest, LoadedModel, LoraConfig, SamplingParams, Target, Weights, generate, load_model_on,
-    quantized_weights,
+    local_model, quantized_weights,
 };
 use crate::recipe::HookSource;
 use crate::rng::Rng;
@@ -267,7 +267,8 @@ fn baseline(model: &Path) -> Option<serde_json::Value> {
 
 /// The `trainer bench` command.
 pub fn bench(args: &BenchArgs) -> Result<()> {
-    let mut model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
+    let path = local_model(&args.model, "--model")?;
+    let mut model = load_model_on(&path, None, &args.device.open("--device")?)?;
     if args.lora > 0 {
         let config = LoraConfig {
             rank: args.lora,

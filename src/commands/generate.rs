@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::cli::GenerateArgs;
 use crate::error::user_error;
 use crate::model::{
-    ChatTemplate, GenRequest, SamplingParams, generate, load_model_on, own_template,
+    ChatTemplate, GenRequest, SamplingParams, generate, load_model_on, local_model, own_template,
     quantized_weights,
 };
 use crate::rng;
@@ -26,10 +26,11 @@ pub fn generate_text(args: &GenerateArgs) -> Result<()> {
             args.top_p
         )));
     }
-    let model = load_model_on(&args.model, None, &args.device.open("--device")?)?;
+    let path = local_model(&args.model, "--model")?;
+    let model = load_model_on(&path, None, &args.device.open("--device")?)?;
     let text = if args.chat {
         // The model's own template, ChatML for a model without one.
-        match own_template(&args.model)? {
+        match own_template(&path)? {
             Some(template) => ChatTemplate::Jinja {
                 template,
                 system: String::new(),

@@ -33,6 +33,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
 /// The run a command line asks for; `flags` are recipe values its own flags set.
 fn request(args: &RunArgs, mut flags: Vec<Override>) -> RunRequest {
+    if let Some(model) = &args.model {
+        flags.push(flag("--model", "model.path", model));
+    }
     if let Some(device) = args.device {
         flags.push(flag("--device", "model.device", &device.to_string()));
     }

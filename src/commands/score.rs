@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::cli::ScoreArgs;
 use crate::data::{PairRecord, read_pairs};
 use crate::error::user_error;
-use crate::model::{LoadedModel, load_model_on};
+use crate::model::{LoadedModel, load_model_on, local_model};
 use crate::recipe::{self, HookSource, RecipeInput, TokenizerChoice, Weighting};
 use crate::script::{HookKind, HookRef, ScriptHost, from_source};
 use crate::train::{
@@ -162,7 +162,7 @@ pub fn score(args: &ScoreArgs) -> Result<()> {
         TokenizerChoice::FromModel => None,
     };
     let device = recipe.model.device.open("model.device")?;
-    let model = load_model_on(&args.model, tokenizer, &device)?;
+    let model = load_model_on(&local_model(&args.model, "--model")?, tokenizer, &device)?;
     let loss = LossFn {
         host: &host,
         hook,

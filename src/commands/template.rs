@@ -1,19 +1,22 @@
 //! The `trainer template` command: the text and token ids a model sees for a prompt or a
 //! conversation, rendered through the chat template a run would use.
 
+use std::path::Path;
+
 use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::cli::TemplateArgs;
 use crate::data::read_jsonl;
 use crate::error::user_error;
-use crate::model::{ChatTemplate, Message, Tokenizer, load_tokenizer};
+use crate::model::{ChatTemplate, Message, Tokenizer, load_tokenizer, local_model};
 use crate::recipe::TemplateChoice;
 
 /// Prints the rendered prompt (text, or JSON with its ids), or one JSON line per conversation.
 pub fn template(args: &TemplateArgs) -> Result<()> {
-    let template = chosen_template(args)?;
-    let tokenizer = load_tokenizer(&args.model, None)?;
+    let model = local_model(&args.model, "--model")?;
+    let template = chosen_template(args, &model)?;
+    let tokenizer = load_tokenizer(&model, None)?;
     if let Some(prompt) = &args.prompt {
         let text = template.prompt(prompt)?;
         if args.ids {
@@ -59,7 +62,7 @@ fn rendered(tokenizer: &Tokenizer, text: String) -> Result<Value> {
 }
 
 /// The template `--template` names, read from the model for `auto`, as a run reads it.
-fn chosen_template(args: &TemplateArgs) -> Result<ChatTemplate> {
+fn chosen_template(args: &TemplateArgs, model: &Path) -> Result<ChatTemplate> {
     let choice = TemplateChoice::parse(&args.template).ok_or_else(|| {
         user_error(format!(
             "--template {:?}: must be \"auto\", \"chatml\", \"plain\", or a string containing \
@@ -67,5 +70,5 @@ fn chosen_template(args: &TemplateArgs) -> Result<ChatTemplate> {
             args.template
         ))
     })?;
-    choice.for_model(&args.system, Some(&args.model))
+    choice.for_model(&args.system, Some(model))
 }

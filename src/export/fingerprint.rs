@@ -8,9 +8,13 @@ use anyhow::Result;
 
 use crate::data::local_path;
 use crate::error::user_error;
+use crate::model::{HubId, fetch};
 use crate::recipe::{EvalData, ModelSource, PairMode, Recipe, TokenizerChoice};
 use crate::stages::warm_start::sft_key;
 use crate::store::sha256_path;
+
+/// [`Fingerprint::what`] of a model on the Hugging Face hub (its path is `org/name@COMMIT`).
+pub const HUB_MODEL: &str = "hub model";
 
 /// One model or data input of a recipe and what identifies its content.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +55,20 @@ fn model_fingerprint(recipe: &Recipe) -> Result<Fingerprint> {
                 "model file"
             };
             file("model.path", what, p)
+        }
+        // The commit it resolved to, so an export pins the files it ran on.
+        ModelSource::Hub(id) => {
+            let fetched = fetch(id, "model.path")?;
+            let pinned = HubId {
+                revision: fetched.commit,
+                ..id.clone()
+            };
+            Ok(Fingerprint {
+                key: "model.path".into(),
+                what: HUB_MODEL.into(),
+                path: pinned.to_string(),
+                sha256: sha256_path(&fetched.path)?,
+            })
         }
         ModelSource::Builtin(name) => {
             let template = recipe

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::fingerprint::fingerprints;
+use super::fingerprint::{HUB_MODEL, fingerprints};
 use super::open::load_recipe;
 use super::table::{EXPORT_FORMAT, ExportTable, ExportedInput, ExportedScript};
 use crate::error::user_error;
@@ -61,7 +61,9 @@ fn export_to(input: &RecipeInput, out: &Path, absolute: bool) -> Result<String> 
     if absolute {
         for input in &inputs {
             let path = Path::new(&input.path);
-            if path.is_relative()
+            if input.what == HUB_MODEL {
+                set_key(&mut table, &input.key, input.path.clone())?;
+            } else if path.is_relative()
                 && !input.path.starts_with("builtin:")
                 && let Ok(full) = path.canonicalize()
             {

@@ -10,6 +10,7 @@ mod frozen_linear;
 mod fused;
 mod generate;
 mod hf_files;
+mod hub;
 mod init;
 mod load;
 mod lora;
@@ -27,6 +28,7 @@ pub use decoder::{KvCache, LayerWeights, Weights, causal_mask, forward, logits_a
 pub use device::DeviceChoice;
 pub use frozen_linear::{frozen_linear, linear_2d, matmul_t};
 pub use generate::{Finish, GenRequest, Generation, SamplingParams, generate, pick_token};
+pub use hub::{Fetched, HubId, fetch, local_model};
 pub use init::{INIT_STD, random_policy};
 pub use load::{LoadedModel, load_model, load_model_on, load_tokenizer, read_gguf};
 pub use lora::{

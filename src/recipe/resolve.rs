@@ -1,7 +1,7 @@
 //! Validates the merged recipe and converts it into the typed specs of `spec.rs`. Every error names
 //! the key and the layer its value came from.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -9,6 +9,7 @@ use super::keyed::Ctx;
 use super::load::Layered;
 use super::schema::*;
 use super::spec::*;
+use crate::model::HubId;
 
 /// Names a loss hook sees in its batch map; `[loss.params]` may not reuse them.
 pub const LOSS_BATCH_FIELDS: &[&str] = &[
@@ -174,7 +175,10 @@ fn model(ctx: &Ctx, r: &RawModel) -> Result<ModelSpec> {
     }
     let source = match r.path.strip_prefix("builtin:") {
         Some(name) => ModelSource::Builtin(name.to_string()),
-        None => ModelSource::Path(PathBuf::from(&r.path)),
+        None => match HubId::parse(&r.path) {
+            Some(id) if !Path::new(&r.path).exists() => ModelSource::Hub(id),
+            _ => ModelSource::Path(PathBuf::from(&r.path)),
+        },
     };
     let dtype = match r.dtype.as_str() {
         "f32" | "float32" => DTypeChoice::F32,

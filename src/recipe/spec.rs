@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::model::{ChatTemplate, JinjaTemplate, own_template};
+use crate::model::{ChatTemplate, HubId, JinjaTemplate, own_template};
 pub use crate::model::{DeviceChoice, LoraConfig, Target};
 
 /// The whole resolved recipe.
@@ -65,6 +65,8 @@ pub struct ScriptLimits {
 pub enum ModelSource {
     Builtin(String),
     Path(PathBuf),
+    /// `org/name[@revision][/FILE.gguf]` on the Hugging Face hub (not an existing local path).
+    Hub(HubId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -10,7 +10,7 @@ use super::RunRequest;
 use super::folder;
 use super::keys;
 use super::summary::{RunSummary, render};
-use crate::model::{ChatTemplate, LoadedModel, check_quantizable, load_model_on};
+use crate::model::{ChatTemplate, LoadedModel, check_quantizable, fetch, load_model_on};
 use crate::recipe::{ModelSource, Recipe, TokenizerChoice, Weighting};
 use crate::script::HookSet;
 use crate::stages::warm_start::model_path;
@@ -30,6 +30,8 @@ pub(super) struct Run {
     pub template: ChatTemplate,
     pub model_sha: String,
     pub model_path: PathBuf,
+    /// The hub commit the model files came from (`model.path = "org/name"`).
+    pub model_revision: Option<String>,
     /// The last stage this command runs (`manifest.json`'s `until`).
     pub until: &'static str,
 }
@@ -80,14 +82,21 @@ impl Run {
         let recipe_text = layered.annotated_toml()?;
         let run_key = keys::run_key(until, &recipe_text, &hooks.host.sources());
         let planned = folder::plan_run_dir(&recipe.run, &run_key, request.force)?;
+        // A hub model is fetched first (its template is in its files); the built-in model is
+        // warm-started only after the template is known (it is part of the warm start's key).
+        let hub = match &recipe.model.source {
+            ModelSource::Hub(id) => Some(fetch(id, "model.path")?),
+            _ => None,
+        };
         let own_path = match &recipe.model.source {
-            ModelSource::Path(p) => Some(p.as_path()),
+            ModelSource::Path(p) => Some(p.clone()),
+            ModelSource::Hub(_) => hub.as_ref().map(|h| h.path.clone()),
             ModelSource::Builtin(_) => None,
         };
         let template = recipe
             .model
             .template
-            .for_model(&recipe.model.system, own_path)?;
+            .for_model(&recipe.model.system, own_path.as_deref())?;
         // Rendered here, not inside the log macro: a template that cannot render stops the run
         // before its folder exists, whatever the log level.
         let example = template.prompt("<question>")?;
@@ -100,7 +109,10 @@ impl Run {
             TokenizerChoice::FromModel => None,
         };
         let device = recipe.model.device.open("model.device")?;
-        let model_path = model_path(&recipe, &template)?;
+        let model_path = match &own_path {
+            Some(p) => p.clone(),
+            None => model_path(&recipe, &template)?,
+        };
         if recipe.sampling.quantized {
             check_quantizable(&model_path, &device, "sampling.quantized = true")?;
         }
@@ -124,6 +136,7 @@ impl Run {
             template,
             model_sha,
             model_path,
+            model_revision: hub.map(|h| h.commit),
             until,
         })
     }

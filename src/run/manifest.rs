@@ -16,6 +16,9 @@ use crate::store::{sha256_bytes, sha256_path, trainer_version, write_json_atomic
 pub struct Input {
     pub path: String,
     pub sha256: String,
+    /// For a model from the Hugging Face hub: the commit its files came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// `manifest.json`.
@@ -60,6 +63,7 @@ pub(super) fn write_manifest(
         Ok(Input {
             path: p.display().to_string(),
             sha256: sha256_path(p)?,
+            revision: None,
         })
     };
     let mut data = BTreeMap::new();
@@ -68,6 +72,7 @@ pub(super) fn write_manifest(
         Input {
             path: train.0.display().to_string(),
             sha256: train.1.to_string(),
+            revision: None,
         },
     );
     if let Some(e) = eval {
@@ -88,6 +93,7 @@ pub(super) fn write_manifest(
         model: Input {
             path: run.model_path.display().to_string(),
             sha256: run.model_sha.clone(),
+            revision: run.model_revision.clone(),
         },
         data,
         sample_cache_key,

@@ -186,6 +186,7 @@ pub fn load_builtin(
 pub fn model_path(recipe: &Recipe, template: &ChatTemplate) -> Result<PathBuf> {
     match &recipe.model.source {
         ModelSource::Path(p) => Ok(p.clone()),
+        ModelSource::Hub(id) => Ok(crate::model::fetch(id, "model.path")?.path),
         ModelSource::Builtin(name) if name == "tiny" => {
             builtin_tiny(&recipe.sft, template, &recipe.run.cache)
         }

@@ -9,6 +9,7 @@ mod export;
 mod grading;
 mod hf_python;
 mod hooks;
+mod hub;
 mod layout;
 mod lora;
 mod losses;
