@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::jsonl::read_jsonl;
+use super::records::read_records;
 use crate::error::user_error;
 use crate::grade::{gsm8k_answer, gsm8k_gold, last_boxed};
 use crate::recipe::{DataFormat, HashSplit, Limit};
@@ -45,7 +45,7 @@ pub fn read_examples(
     limit: Limit,
     shuffle_seed: u64,
 ) -> Result<Vec<Example>> {
-    let lines = read_jsonl(path)?;
+    let lines = read_records(path)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

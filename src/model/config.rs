@@ -12,7 +12,7 @@ use crate::error::user_error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
-    /// Llama, Mistral-style without sliding window, SmolLM2 (RMSNorm, SwiGLU, rope, GQA).
+    /// Llama 1-3.x, Mistral (sequences within its window), SmolLM2 (RMSNorm, SwiGLU, rope, GQA).
     Llama,
     /// Qwen2: Llama plus a bias on the q/k/v projections.
     Qwen2,
@@ -35,9 +35,115 @@ pub struct ModelConfig {
     pub tie_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<u32>,
+    /// Llama 3's rope scaling (`rope_scaling.rope_type = "llama3"`), `None` for plain rope.
+    #[serde(default)]
+    pub rope_scaling: Option<Llama3Rope>,
+    /// Mistral's sliding attention window; sequences must fit in it (no windowed attention).
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+}
+
+/// Llama 3's rope scaling: wavelengths longer than `original_max_position / low_freq_factor`
+/// are slowed by `factor`, those shorter than `original_max_position / high_freq_factor` kept,
+/// and the band between blended smoothly (HF's `_compute_llama3_parameters`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Llama3Rope {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position: usize,
+}
+
+impl Llama3Rope {
+    /// One inverse frequency, scaled.
+    pub fn scale(&self, inv_freq: f32) -> f32 {
+        let f = f64::from(inv_freq);
+        let wavelen = 2.0 * std::f64::consts::PI / f;
+        let old = self.original_max_position as f64;
+        if wavelen < old / self.high_freq_factor {
+            inv_freq
+        } else if wavelen > old / self.low_freq_factor {
+            (f / self.factor) as f32
+        } else {
+            let smooth = (old / wavelen - self.low_freq_factor)
+                / (self.high_freq_factor - self.low_freq_factor);
+            ((1.0 - smooth) * f / self.factor + smooth * f) as f32
+        }
+    }
+
+    /// The parameters whose per-frequency divisors are `factors` (a GGUF's `rope_freqs`, which
+    /// llama.cpp's converter writes from them), among the values Llama 3.x ships with.
+    pub fn fit(factors: &[f32], base: &[f32]) -> Option<Llama3Rope> {
+        let candidates = [8.0, 16.0, 32.0, 64.0].map(|factor| Llama3Rope {
+            factor,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position: 8192,
+        });
+        candidates.into_iter().find(|c| {
+            factors.len() == base.len()
+                && factors.iter().zip(base).all(|(&got, &f)| {
+                    let want = f64::from(f) / f64::from(c.scale(f));
+                    (f64::from(got) - want).abs() <= 1e-4 * want
+                })
+        })
+    }
+
+    fn to_hf_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "rope_type": "llama3",
+            "factor": self.factor,
+            "low_freq_factor": self.low_freq_factor,
+            "high_freq_factor": self.high_freq_factor,
+            "original_max_position_embeddings": self.original_max_position,
+        })
+    }
+
+    /// `rope_scaling` of an HF config: `null`, `default`, or `llama3` with its four numbers.
+    fn from_hf_json(v: &serde_json::Value, origin: &str) -> Result<Option<Llama3Rope>> {
+        let kind = v
+            .get("rope_type")
+            .or_else(|| v.get("type"))
+            .and_then(|t| t.as_str())
+            .unwrap_or("");
+        let bad = |why: String| user_error(format!("{origin}: rope_scaling {v}: {why}"));
+        match kind {
+            "default" => Ok(None),
+            "llama3" => {
+                let num = |k: &str| {
+                    v.get(k)
+                        .and_then(serde_json::Value::as_f64)
+                        .filter(|x| x.is_finite() && *x > 0.0)
+                        .ok_or_else(|| bad(format!("`{k}` must be a number > 0")))
+                };
+                let rope = Llama3Rope {
+                    factor: num("factor")?,
+                    low_freq_factor: num("low_freq_factor")?,
+                    high_freq_factor: num("high_freq_factor")?,
+                    original_max_position: num("original_max_position_embeddings")? as usize,
+                };
+                if rope.high_freq_factor <= rope.low_freq_factor {
+                    return Err(bad("high_freq_factor must exceed low_freq_factor".into()));
+                }
+                Ok(Some(rope))
+            }
+            other => Err(bad(format!(
+                "rope type `{other}` is not supported (only Llama 3's `llama3`)"
+            ))),
+        }
+    }
 }
 
 impl ModelConfig {
+    /// The rotary inverse frequencies, `[head_dim / 2]`, scaled when the model says so.
+    pub fn inv_freq(&self) -> Vec<f32> {
+        let base = super::ops::default_inv_freq(self.head_dim, self.rope_theta);
+        match &self.rope_scaling {
+            None => base,
+            Some(r) => base.into_iter().map(|f| r.scale(f)).collect(),
+        }
+    }
+
     /// A two-layer decoder of `arch` with 16 hidden units, 4 query and 2 KV heads, for unit tests.
     #[cfg(test)]
     pub(crate) fn tiny_for_tests(arch: Arch) -> ModelConfig {
@@ -56,6 +162,8 @@ impl ModelConfig {
             tie_embeddings: true,
             bos_token_id: None,
             eos_token_id: None,
+            rope_scaling: None,
+            sliding_window: None,
         }
     }
 
@@ -161,12 +269,17 @@ impl ModelConfig {
             tie_embeddings: raw.tie_word_embeddings.unwrap_or(false),
             bos_token_id: raw.bos_token_id.as_ref().and_then(first_id),
             eos_token_id: raw.eos_token_id.as_ref().and_then(first_id),
+            rope_scaling: match raw.rope_scaling.filter(|v| !v.is_null()) {
+                Some(v) => Llama3Rope::from_hf_json(&v, &origin)?,
+                None => None,
+            },
+            // Qwen2 configs carry a window they use only with `use_sliding_window = true`
+            // (transformers' default is false); Mistral's always applies.
+            sliding_window: raw.sliding_window.filter(|_| match arch {
+                Arch::Qwen2 => raw.use_sliding_window == Some(true),
+                Arch::Llama => raw.use_sliding_window != Some(false),
+            }),
         };
-        if let Some(scaling) = raw.rope_scaling.filter(|v| !v.is_null()) {
-            return Err(user_error(format!(
-                "{origin}: rope_scaling {scaling} is not supported"
-            )));
-        }
         cfg.validate(&origin)?;
         Ok(cfg)
     }
@@ -193,6 +306,8 @@ impl ModelConfig {
             "tie_word_embeddings": self.tie_embeddings,
             "bos_token_id": self.bos_token_id,
             "eos_token_id": self.eos_token_id,
+            "rope_scaling": self.rope_scaling.map(Llama3Rope::to_hf_json),
+            "sliding_window": self.sliding_window,
             "hidden_act": "silu",
             "torch_dtype": "float32",
         })
@@ -254,6 +369,9 @@ impl ModelConfig {
             tie_embeddings: !content.tensor_infos.contains_key("output.weight"),
             bos_token_id: token("tokenizer.ggml.bos_token_id"),
             eos_token_id: token("tokenizer.ggml.eos_token_id"),
+            // Set from the `rope_freqs` tensor when the file has one (see `load`).
+            rope_scaling: None,
+            sliding_window: None,
         };
         cfg.validate(origin)?;
         Ok(cfg)
@@ -286,4 +404,93 @@ struct HfConfig {
     bos_token_id: Option<serde_json::Value>,
     eos_token_id: Option<serde_json::Value>,
     rope_scaling: Option<serde_json::Value>,
+    sliding_window: Option<usize>,
+    use_sliding_window: Option<bool>,
+}
+
+#[cfg(test)]
+mod rope_tests {
+    use super::*;
+
+    /// HF's `_compute_llama3_parameters`, written out in f64 for one frequency.
+    fn closed_form(f: f64, factor: f64, low: f64, high: f64, old: f64) -> f64 {
+        let wavelen = 2.0 * std::f64::consts::PI / f;
+        let scaled = if wavelen > old / low { f / factor } else { f };
+        let smooth = (old / wavelen - low) / (high - low);
+        let medium = wavelen >= old / high && wavelen <= old / low;
+        if medium {
+            (1.0 - smooth) * scaled / factor + smooth * scaled
+        } else {
+            scaled
+        }
+    }
+
+    fn llama3_2() -> ModelConfig {
+        ModelConfig {
+            head_dim: 64,
+            rope_theta: 500_000.0,
+            rope_scaling: Some(Llama3Rope {
+                factor: 32.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position: 8192,
+            }),
+            ..ModelConfig::tiny_for_tests(Arch::Llama)
+        }
+    }
+
+    #[test]
+    fn llama3_inverse_frequencies_follow_the_closed_form() {
+        let cfg = llama3_2();
+        let base = crate::model::ops::default_inv_freq(64, 500_000.0);
+        let got = cfg.inv_freq();
+        let (mut kept, mut slowed, mut blended) = (0, 0, 0);
+        for (g, b) in got.iter().zip(&base) {
+            let want = closed_form(f64::from(*b), 32.0, 1.0, 4.0, 8192.0);
+            assert!((f64::from(*g) - want).abs() <= 1e-6 * want, "{g} vs {want}");
+            match f64::from(*b) / f64::from(*g) {
+                r if (r - 1.0).abs() < 1e-6 => kept += 1,
+                r if (r - 32.0).abs() < 1e-4 => slowed += 1,
+                _ => blended += 1,
+            }
+        }
+        assert!(
+            kept > 0 && slowed > 0 && blended > 0,
+            "{kept} {slowed} {blended}"
+        );
+    }
+
+    #[test]
+    fn gguf_rope_divisors_give_back_the_llama3_parameters() {
+        let cfg = llama3_2();
+        let base = crate::model::ops::default_inv_freq(64, 500_000.0);
+        let divisors: Vec<f32> = base
+            .iter()
+            .zip(cfg.inv_freq())
+            .map(|(b, s)| b / s)
+            .collect();
+        assert_eq!(Llama3Rope::fit(&divisors, &base), cfg.rope_scaling);
+        let mut off = divisors.clone();
+        off[20] *= 1.5;
+        assert_eq!(Llama3Rope::fit(&off, &base), None);
+    }
+
+    #[test]
+    fn rope_scaling_round_trips_through_config_json_and_unknown_types_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let mut json = llama3_2().to_hf_json();
+        std::fs::write(&path, json.to_string()).unwrap();
+        assert_eq!(
+            ModelConfig::from_hf_json(&path).unwrap().rope_scaling,
+            llama3_2().rope_scaling
+        );
+        json["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
+        std::fs::write(&path, json.to_string()).unwrap();
+        let err = ModelConfig::from_hf_json(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("rope_scaling") && err.contains("`yarn`"),
+            "{err}"
+        );
+    }
 }

@@ -174,11 +174,18 @@ pub fn forward(
     mut cache: Option<&mut KvCache>,
 ) -> Result<Tensor> {
     let (b, t) = ids.dims2()?;
+    let keys = mask.dim(3)?;
+    if let Some(window) = cfg.sliding_window.filter(|&win| keys > win) {
+        candle_core::bail!(
+            "a sequence of {keys} tokens is longer than the model's sliding_window = {window}; \
+             sliding-window attention is not implemented"
+        );
+    }
     let mut x = w
         .embed
         .index_select(&ids.flatten_all()?, 0)?
         .reshape((b, t, cfg.hidden_size))?;
-    let rotary = Rotary::new(positions, cfg.head_dim, cfg.rope_theta, fused::applies(&x))?;
+    let rotary = Rotary::new(positions, &cfg.inv_freq(), fused::applies(&x))?;
     for (i, layer) in w.layers.iter().enumerate() {
         let h = rms_norm(&x, &layer.attn_norm, cfg.rms_eps)?;
         let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);

@@ -10,7 +10,8 @@ use anyhow::Result;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 
-use super::config::{Arch, ModelConfig};
+use super::config::{Arch, Llama3Rope, ModelConfig};
+use super::ops::default_inv_freq;
 use super::policy::Policy;
 use super::tokenizer::Tokenizer;
 use crate::error::user_error;
@@ -180,7 +181,8 @@ pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
 fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
     let origin = path.display().to_string();
     let (content, mut file) = read_gguf(path)?;
-    let config = ModelConfig::from_gguf(&content, &origin)?;
+    let mut config = ModelConfig::from_gguf(&content, &origin)?;
+    config.rope_scaling = gguf_rope_scaling(&content, &mut file, &config, &origin)?;
     let mut tensors = HashMap::new();
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
@@ -211,6 +213,36 @@ fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<LoadedModel> {
         chat_template: String::new(),
     })
 }
+
+/// Llama 3's rope scaling, from the `rope_freqs` tensor llama.cpp's converter writes (one divisor
+/// per frequency); `None` without one. Divisors that no Llama 3 setting gives exit 2.
+fn gguf_rope_scaling(
+    content: &gguf_file::Content,
+    file: &mut BufReader<File>,
+    config: &ModelConfig,
+    origin: &str,
+) -> Result<Option<Llama3Rope>> {
+    if !content.tensor_infos.contains_key(ROPE_FREQS) {
+        return Ok(None);
+    }
+    let factors = content
+        .tensor(file, ROPE_FREQS, &Device::Cpu)
+        .and_then(|q| q.dequantize(&Device::Cpu))
+        .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+        .map_err(|e| user_error(format!("model {origin}: tensor {ROPE_FREQS}: {e}")))?;
+    let base = default_inv_freq(config.head_dim, config.rope_theta);
+    match Llama3Rope::fit(&factors, &base) {
+        Some(rope) => Ok(Some(rope)),
+        None => Err(user_error(format!(
+            "model {origin}: tensor {ROPE_FREQS} holds rope divisors that match no Llama 3 \
+             scaling (factor 8, 16, 32 or 64; low 1, high 4, original context 8192); other rope \
+             scalings are not supported"
+        ))),
+    }
+}
+
+/// The GGUF tensor of per-frequency rope divisors.
+const ROPE_FREQS: &str = "rope_freqs.weight";
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")

@@ -23,7 +23,7 @@ mod tokenizer;
 
 pub use char_tokenizer::{CHAR_EOS, CONTROL_TOKENS, char_tokenizer};
 pub use chat::{ChatTemplate, JinjaTemplate, Message, own_template};
-pub use config::{Arch, ModelConfig};
+pub use config::{Arch, Llama3Rope, ModelConfig};
 pub use decoder::{KvCache, LayerWeights, Weights, causal_mask, forward, logits_all, logits_at};
 pub use device::DeviceChoice;
 pub use frozen_linear::{frozen_linear, linear_2d, matmul_t};

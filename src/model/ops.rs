@@ -79,15 +79,20 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     y.reshape(out_dims)
 }
 
+/// The rotary inverse frequencies `θ^(-2i/D)`, `i < D/2`, in f32 as HF computes them.
+pub fn default_inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
+    (0..head_dim / 2)
+        .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+        .collect()
+}
+
 /// The rotary tables for `positions`, in HF's non-interleaved layout (`cat(freqs, freqs)`).
 ///
 /// # Shapes
-/// `positions`: `[B, T]` (u32) → `(cos, sin)`, each `[B, 1, T, head_dim]` (f32).
-pub fn rope_tables(positions: &Tensor, head_dim: usize, theta: f64) -> Result<(Tensor, Tensor)> {
-    let half = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
-        .collect();
+/// `positions`: `[B, T]` (u32), `inv_freq`: `[head_dim / 2]` → `(cos, sin)`, each
+/// `[B, 1, T, head_dim]` (f32).
+pub fn rope_tables(positions: &Tensor, inv_freq: &[f32]) -> Result<(Tensor, Tensor)> {
+    let half = inv_freq.len();
     let inv_freq = Tensor::new(inv_freq, positions.device())?;
     let (b, t) = positions.dims2()?;
     let pos = positions.to_dtype(DType::F32)?.reshape((b, t, 1))?;
@@ -105,13 +110,12 @@ pub enum Rotary {
 impl Rotary {
     /// # Shapes
     /// `positions`: `[B, T]` (u32).
-    pub fn new(positions: &Tensor, head_dim: usize, theta: f64, f32_cpu: bool) -> Result<Self> {
+    /// `inv_freq`: `[head_dim / 2]` ([`ModelConfig::inv_freq`](super::ModelConfig::inv_freq)).
+    pub fn new(positions: &Tensor, inv_freq: &[f32], f32_cpu: bool) -> Result<Self> {
         if f32_cpu && positions.device().is_cpu() {
-            return Ok(Rotary::Fused(fused::RopeTable::new(
-                positions, head_dim, theta,
-            )?));
+            return Ok(Rotary::Fused(fused::RopeTable::new(positions, inv_freq)?));
         }
-        let (cos, sin) = rope_tables(positions, head_dim, theta)?;
+        let (cos, sin) = rope_tables(positions, inv_freq)?;
         Ok(Rotary::Composed(cos, sin))
     }
 

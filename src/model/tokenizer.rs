@@ -16,6 +16,10 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use crate::error::user_error;
 
+/// Llama 3's pre-tokenizer regex (llama.cpp's `llama-bpe`): Qwen2's, with numbers in runs of up
+/// to three digits.
+const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// Qwen2's pre-tokenizer regex (as llama.cpp's `qwen2` pre-type).
 const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -188,13 +192,18 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
             PreTokenizerWrapper::Digits(Digits::new(true)),
             byte_level(true),
         ])),
-        "qwen2" => {
+        "qwen2" | "llama-bpe" => {
+            let regex = if pre == "qwen2" {
+                QWEN2_REGEX
+            } else {
+                LLAMA3_REGEX
+            };
             let split = Split::new(
-                SplitPattern::Regex(QWEN2_REGEX.into()),
+                SplitPattern::Regex(regex.into()),
                 SplitDelimiterBehavior::Isolated,
                 false,
             )
-            .map_err(|e| anyhow!("qwen2 pre-tokenizer: {e}"))?;
+            .map_err(|e| anyhow!("{pre} pre-tokenizer: {e}"))?;
             PreTokenizerWrapper::Sequence(Sequence::new(vec![
                 PreTokenizerWrapper::Split(split),
                 byte_level(false),
@@ -203,8 +212,34 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
         "default" | "gpt-2" | "gpt2" => byte_level(true),
         other => {
             return Err(anyhow!(
-                "pre-tokenizer `{other}` is not supported (smollm, qwen2, gpt-2)"
+                "pre-tokenizer `{other}` is not supported (smollm, qwen2, llama-bpe, gpt-2)"
             ));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+    use super::*;
+
+    fn pieces(pre: &str, text: &str) -> Vec<String> {
+        let mut s = PreTokenizedString::from(text);
+        pre_tokenizer(pre).unwrap().pre_tokenize(&mut s).unwrap();
+        s.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(piece, _, _)| piece.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn llama_bpe_splits_numbers_in_threes_where_qwen2_splits_every_digit() {
+        // Byte-level pieces: "Ġ" stands for the space.
+        assert_eq!(
+            pieces("llama-bpe", "12345 apples"),
+            ["123", "45", "Ġapples"]
+        );
+        assert_eq!(pieces("qwen2", "123 x"), ["1", "2", "3", "Ġx"]);
+    }
 }

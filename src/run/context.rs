@@ -10,6 +10,7 @@ use super::RunRequest;
 use super::folder;
 use super::keys;
 use super::summary::{RunSummary, render};
+use crate::error::user_error;
 use crate::model::{ChatTemplate, LoadedModel, check_quantizable, fetch, load_model_on};
 use crate::recipe::{ModelSource, Recipe, TokenizerChoice, Weighting};
 use crate::script::HookSet;
@@ -118,6 +119,17 @@ impl Run {
         }
         tracing::info!("loading {}", model_path.display());
         let mut model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
+        if let Some(window) = model.policy.config.sliding_window
+            && window < recipe.train.max_length
+        {
+            return Err(user_error(format!(
+                "model {}: config.json sliding_window = {window} is shorter than \
+                 train.max_length = {}: sliding-window attention is not implemented, so set \
+                 train.max_length to at most {window}",
+                model_path.display(),
+                recipe.train.max_length
+            )));
+        }
         model.chat_template = template.to_jinja();
         let model_sha = sha256_path(&model_path)?;
         let run_folder = folder::open_run_dir(planned, &recipe.run, &run_key)?;

@@ -11,7 +11,9 @@ use super::manifest::write_manifest;
 use super::round::{RoundInputs, RoundOutcome, RoundPlace, round};
 use super::summary::{RunSummary, write_plots};
 use super::{RunRequest, Until, keys};
-use crate::data::{Example, ExampleFormat, local_path, overlap, read_examples, read_pairs};
+use crate::data::{
+    Example, ExampleFormat, PairFinish, local_path, overlap, read_examples, read_training_pairs,
+};
 use crate::error::user_error;
 use crate::recipe::{DataFormat, PairMode};
 use crate::stages::eval::EvalResult;
@@ -128,13 +130,28 @@ fn pipeline(
         })?;
         summary.eval_before = Some(r);
     }
+    // Pairs from files are finished as TRL finishes them: conversations rendered through the
+    // run's chat template, the tokenizer's EOS appended to chosen and rejected.
+    let first_eos: Vec<u32> = run
+        .model
+        .tokenizer
+        .eos_ids()
+        .iter()
+        .take(1)
+        .copied()
+        .collect();
+    let eos = run.model.tokenizer.decode(&first_eos)?;
+    let finish = PairFinish {
+        template: &run.template,
+        eos: &eos,
+    };
     let mut given_pairs = match &run.recipe.pairs.mode {
         PairMode::OnPolicy => Vec::new(),
-        PairMode::OffPolicy(p) | PairMode::Hybrid(p) => read_pairs(p)?,
+        PairMode::OffPolicy(p) | PairMode::Hybrid(p) => read_training_pairs(p, &finish)?,
     };
     if spec.format == DataFormat::Pairs && !matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_))
     {
-        let pairs = read_pairs(&train_path)?;
+        let pairs = read_training_pairs(&train_path, &finish)?;
         let mut file = crate::data::select(pairs, spec.limit, spec.shuffle_seed);
         file.append(&mut given_pairs);
         given_pairs = file;

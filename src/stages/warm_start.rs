@@ -36,6 +36,8 @@ pub fn tiny_config(spec: &SftSpec, vocab_size: usize) -> ModelConfig {
         tie_embeddings: true,
         bos_token_id: None,
         eos_token_id: Some(CHAR_EOS),
+        rope_scaling: None,
+        sliding_window: None,
     }
 }
 

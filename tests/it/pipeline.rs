@@ -31,6 +31,8 @@ pub fn sized_model(dir: &Path, hidden: usize, layers: usize) -> PathBuf {
         tie_embeddings: true,
         bos_token_id: None,
         eos_token_id: Some(trainer::model::CHAR_EOS),
+        rope_scaling: None,
+        sliding_window: None,
     };
     let path = dir.join("tiny-model");
     random_policy(&cfg, 3)

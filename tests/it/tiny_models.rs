@@ -27,6 +27,8 @@ pub fn tiny(arch: Arch) -> ModelConfig {
         tie_embeddings: arch == Arch::Llama,
         bos_token_id: None,
         eos_token_id: Some(1),
+        rope_scaling: None,
+        sliding_window: None,
     }
 }
 

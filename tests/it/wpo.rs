@@ -29,6 +29,8 @@ fn tiny() -> ModelConfig {
         tie_embeddings: true,
         bos_token_id: None,
         eos_token_id: Some(1),
+        rope_scaling: None,
+        sliding_window: None,
     }
 }
 

@@ -26,12 +26,9 @@ pub struct RopeTable {
 impl RopeTable {
     /// The table for `positions` (`[B, T]`, u32), with the same f32 arithmetic as
     /// [`crate::model::ops::rope_tables`], so the fused and composed rotations agree bit for bit.
-    pub fn new(positions: &Tensor, head_dim: usize, theta: f64) -> Result<Arc<RopeTable>> {
+    pub fn new(positions: &Tensor, inv_freq: &[f32]) -> Result<Arc<RopeTable>> {
         let (rows, len) = positions.dims2()?;
-        let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
-            .collect();
+        let half = inv_freq.len();
         let pos = positions.flatten_all()?.to_vec1::<u32>()?;
         let freqs = pos
             .iter()
@@ -138,7 +135,7 @@ mod tests {
 
     use super::super::testing::{grads_of, randn, rel_diff};
     use super::{RopeTable, rope_transpose};
-    use crate::model::ops::{apply_rope, rope_tables};
+    use crate::model::ops::{apply_rope, default_inv_freq, rope_tables};
 
     fn positions() -> candle_core::Result<Tensor> {
         Tensor::new(
@@ -148,14 +145,14 @@ mod tests {
     }
 
     fn composed(x: &Tensor) -> candle_core::Result<Tensor> {
-        let (cos, sin) = rope_tables(&positions()?, 8, 10_000.0)?;
+        let (cos, sin) = rope_tables(&positions()?, &default_inv_freq(8, 10_000.0))?;
         apply_rope(&x.transpose(1, 2)?.contiguous()?, &cos, &sin)
     }
 
     #[test]
     fn fused_rope_equals_the_composed_rotation_bit_for_bit() -> candle_core::Result<()> {
         let x = randn(&[2, 5, 3, 8], 3.0)?;
-        let table = RopeTable::new(&positions()?, 8, 10_000.0)?;
+        let table = RopeTable::new(&positions()?, &default_inv_freq(8, 10_000.0))?;
         let fused = rope_transpose(&x, &table)?;
         let d = (fused - composed(&x)?)?.abs()?.flatten_all()?.max(0)?;
         assert_eq!(d.to_scalar::<f32>()?, 0.0);
@@ -166,7 +163,7 @@ mod tests {
     fn fused_rope_gradient_equals_the_composed_gradient() -> candle_core::Result<()> {
         let x = Var::from_tensor(&randn(&[2, 5, 3, 8], 3.0)?)?;
         let probe = randn(&[2, 3, 5, 8], 1.0)?;
-        let table = RopeTable::new(&positions()?, 8, 10_000.0)?;
+        let table = RopeTable::new(&positions()?, &default_inv_freq(8, 10_000.0))?;
         let fused = grads_of(&[&x], &probe, |t| rope_transpose(&t[0], &table))?;
         let reference = grads_of(&[&x], &probe, |t| composed(&t[0]))?;
         let d = rel_diff(&fused[0], &reference[0])?;
