@@ -415,7 +415,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         "accuracy after training (95% t interval over seeds)",
         "accuracy (%)",
         &bars,
-    )
+    )?
     .save_png(&args.out)?;
     eprintln!("chart: {}", args.out.display());
     Ok(())

@@ -532,7 +532,7 @@ fn write_outputs(
             "accuracy after (95% t interval over seeds)",
             "accuracy (%)",
             &bars,
-        )
+        )?
         .save_png(&dir.join("sweep.png"))?;
     }
     eprintln!(

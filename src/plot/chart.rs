@@ -1,14 +1,30 @@
-//! Line charts, bar charts and histograms on a [`Canvas`].
+//! Line charts, bar charts with error bars, and histograms, drawn by `plotters` into an
+//! [`Image`].
 
-use super::canvas::{BLACK, Canvas, DARK_GREY, GREY, PALETTE, Rgb};
-use super::font;
+use std::sync::Once;
+
+use anyhow::{Result, anyhow};
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{FontStyle, register_font};
+
+use super::image::Image;
 
 const W: usize = 900;
 const H: usize = 520;
-const LEFT: i64 = 100;
-const RIGHT: i64 = 30;
-const TOP: i64 = 60;
-const BOTTOM: i64 = 80;
+const FONT: &str = "sans-serif";
+
+/// Series colours (colour-blind friendly: Okabe and Ito).
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+];
 
 /// A named line.
 pub struct Series {
@@ -35,57 +51,65 @@ impl Bar {
     }
 }
 
-/// "Nice" tick positions covering [lo, hi].
-fn ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let span = (hi - lo).max(1e-12);
-    let raw = span / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| span / s <= 6.0)
-        .unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() * step;
-    (0..)
-        .map(|i| first + i as f64 * step)
-        .take_while(|v| *v <= hi + step * 1e-9)
-        .collect()
+/// The embedded font, registered once for the whole process.
+fn font(size: u32) -> TextStyle<'static> {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // The bytes are a valid TrueType font shipped in the `dejavu` crate.
+        let _ = register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+    });
+    (FONT, size).into_font().color(&BLACK)
 }
 
-fn label(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let a = v.abs();
-    if !(1e-3..1e5).contains(&a) {
-        return format!("{v:.1e}");
-    }
-    let s = format!("{v:.4}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
+fn draw_err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("drawing a chart: {e}")
 }
 
-struct Frame {
-    x0: f64,
-    x1: f64,
-    y0: f64,
-    y1: f64,
+/// Draws on a white `W` × `H` picture.
+fn picture(draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<Image> {
+    let mut image = Image::new(W, H);
+    {
+        let root =
+            BitMapBackend::with_buffer(&mut image.pixels, (W as u32, H as u32)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        draw(&root)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(image)
 }
 
-impl Frame {
-    fn px(&self, x: f64) -> i64 {
-        LEFT + ((x - self.x0) / (self.x1 - self.x0).max(1e-12) * (W as i64 - LEFT - RIGHT) as f64)
-            .round() as i64
-    }
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-    fn py(&self, y: f64) -> i64 {
-        H as i64
-            - BOTTOM
-            - ((y - self.y0) / (self.y1 - self.y0).max(1e-12) * (H as i64 - TOP - BOTTOM) as f64)
-                .round() as i64
-    }
+/// The titled frame every chart draws in: axes over `x` × `y`, the y axis described by
+/// `y_desc`, the x axis by `x_desc` (without one, no x ticks: the bars carry their labels).
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    x_desc: Option<&str>,
+    y_desc: &str,
+) -> Result<Chart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, font(24))
+        .margin(18)
+        .x_label_area_size(if x_desc.is_some() { 48 } else { 56 })
+        .y_label_area_size(72)
+        .build_cartesian_2d(x, y)
+        .map_err(draw_err)?;
+    let mut mesh = chart.configure_mesh();
+    mesh.y_desc(y_desc)
+        .label_style(font(15))
+        .axis_desc_style(font(17));
+    match x_desc {
+        Some(desc) => mesh.x_desc(desc),
+        None => mesh.disable_x_mesh().x_labels(0),
+    };
+    mesh.draw().map_err(draw_err)?;
+    Ok(chart)
 }
 
+/// `(lo, hi)` widened by 5 % (or by 0.5 when flat).
 fn padded(lo: f64, hi: f64) -> (f64, f64) {
     if (hi - lo).abs() < 1e-12 {
         return (lo - 0.5, hi + 0.5);
@@ -94,149 +118,125 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn axes(c: &mut Canvas, f: &Frame, title: &str, x_label: &str, y_label: &str, x_ticks: bool) {
-    c.text_centered(W as i64 / 2, 18, title, 3, BLACK);
-    for t in ticks(f.y0, f.y1) {
-        let y = f.py(t);
-        c.line((LEFT, y), (W as i64 - RIGHT, y), GREY, 1);
-        let l = label(t);
-        c.text(
-            LEFT - 8 - (font::text_width(&l) * 2) as i64,
-            y - 7,
-            &l,
-            2,
-            DARK_GREY,
-        );
-    }
-    if x_ticks {
-        for t in ticks(f.x0, f.x1) {
-            let x = f.px(t);
-            c.line(
-                (x, H as i64 - BOTTOM),
-                (x, H as i64 - BOTTOM + 6),
-                DARK_GREY,
-                1,
-            );
-            c.text_centered(x, H as i64 - BOTTOM + 12, &label(t), 2, DARK_GREY);
-        }
-    }
-    c.line((LEFT, TOP), (LEFT, H as i64 - BOTTOM), BLACK, 2);
-    c.line(
-        (LEFT, H as i64 - BOTTOM),
-        (W as i64 - RIGHT, H as i64 - BOTTOM),
-        BLACK,
-        2,
-    );
-    c.text_centered(W as i64 / 2, H as i64 - 30, x_label, 2, BLACK);
-    c.text_vertical(12, H as i64 / 2, y_label, 2, BLACK);
-}
-
 /// Lines over a shared x axis, with a legend when there is more than one.
-pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Canvas {
-    let mut c = Canvas::new(W, H);
-    let pts = series
+pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<Image> {
+    let finite: Vec<Vec<(f64, f64)>> = series
         .iter()
-        .flat_map(|s| s.points.iter())
-        .filter(|(x, y)| x.is_finite() && y.is_finite());
+        .map(|s| {
+            s.points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect()
+        })
+        .collect();
+    let all = finite.iter().flatten();
     let (mut xl, mut xh, mut yl, mut yh) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
+    for &(x, y) in all {
         (xl, xh, yl, yh) = (xl.min(x), xh.max(x), yl.min(y), yh.max(y));
     }
     if xl > xh {
         (xl, xh, yl, yh) = (0.0, 1.0, 0.0, 1.0);
     }
+    let xh = if xh > xl { xh } else { xl + 1.0 };
     let (y0, y1) = padded(yl, yh);
-    let f = Frame {
-        x0: xl,
-        x1: if xh > xl { xh } else { xl + 1.0 },
-        y0,
-        y1,
-    };
-    axes(&mut c, &f, title, x_label, y_label, true);
-    for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let pts: Vec<(i64, i64)> = s
-            .points
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|&(x, y)| (f.px(x), f.py(y)))
-            .collect();
-        for w in pts.windows(2) {
-            c.line(w[0], w[1], color, 3);
-        }
-        if pts.len() == 1 {
-            c.fill_rect(
-                pts[0].0 - 3,
-                pts[0].1 - 3,
-                pts[0].0 + 3,
-                pts[0].1 + 3,
-                color,
-            );
+    picture(|root| {
+        let mut chart = frame(root, title, (xl..xh, y0..y1), Some(x_label), y_label)?;
+        for (i, (s, points)) in series.iter().zip(&finite).enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let drawn = chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(draw_err)?;
+            drawn.label(s.label.as_str()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
+            if points.len() == 1 {
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .map_err(draw_err)?;
+            }
         }
         if series.len() > 1 {
-            legend(&mut c, i, &s.label, color);
+            chart
+                .configure_series_labels()
+                .label_font(font(15))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.4))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(draw_err)?;
         }
-    }
-    c
-}
-
-fn legend(c: &mut Canvas, i: usize, text: &str, color: Rgb) {
-    let y = TOP + 8 + 22 * i as i64;
-    let x = W as i64 - RIGHT - 20 - (font::text_width(text) * 2) as i64 - 30;
-    c.fill_rect(x, y + 4, x + 20, y + 9, color);
-    c.text(x + 28, y, text, 2, BLACK);
+        Ok(())
+    })
 }
 
 /// Bars with error bars; values start from 0. A label may hold a second line after `\n`; bars
 /// with the same second line share a colour (one series), otherwise each bar has its own.
-pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Canvas {
-    let mut c = Canvas::new(W, H);
-    let hi = bars.iter().map(|b| b.top()).fold(0.0f64, f64::max);
-    let lo = bars.iter().map(|b| b.bottom()).fold(0.0f64, f64::min);
-    let f = Frame {
-        x0: 0.0,
-        x1: bars.len().max(1) as f64,
-        y0: lo,
-        y1: if hi > lo { hi * 1.1 } else { 1.0 },
-    };
-    axes(&mut c, &f, title, "", y_label, false);
-    let zero = f.py(0.0);
-    let mut series: Vec<&str> = Vec::new();
-    for (i, b) in bars.iter().enumerate() {
-        let (first, second) = b.label.split_once('\n').unwrap_or((&b.label, ""));
-        let slot = if second.is_empty() {
-            i
-        } else {
-            series.iter().position(|s| *s == second).unwrap_or_else(|| {
-                series.push(second);
-                series.len() - 1
-            })
-        };
-        let color = PALETTE[slot % PALETTE.len()];
-        let (xa, xb) = (f.px(i as f64 + 0.15), f.px(i as f64 + 0.85));
-        c.fill_rect(xa, f.py(b.value), xb, zero, color);
-        if let Some((low, high)) = b.interval {
-            let xm = (xa + xb) / 2;
-            let (ya, yb) = (f.py(low), f.py(high));
-            c.line((xm, ya), (xm, yb), BLACK, 2);
-            c.line((xm - 6, ya), (xm + 6, ya), BLACK, 2);
-            c.line((xm - 6, yb), (xm + 6, yb), BLACK, 2);
+pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Result<Image> {
+    let hi = bars.iter().map(Bar::top).fold(0.0f64, f64::max);
+    let lo = bars.iter().map(Bar::bottom).fold(0.0f64, f64::min);
+    let top = if hi > lo { hi * 1.12 } else { 1.0 };
+    let n = bars.len().max(1) as f64;
+    picture(|root| {
+        let mut chart = frame(root, title, (0.0..n, lo..top), None, y_label)?;
+        let mut groups: Vec<&str> = Vec::new();
+        for (i, b) in bars.iter().enumerate() {
+            let (first, second) = b.label.split_once('\n').unwrap_or((&b.label, ""));
+            let slot = if second.is_empty() {
+                i
+            } else {
+                groups.iter().position(|g| *g == second).unwrap_or_else(|| {
+                    groups.push(second);
+                    groups.len() - 1
+                })
+            };
+            let color = PALETTE[slot % PALETTE.len()];
+            let x = i as f64;
+            chart
+                .draw_series([Rectangle::new(
+                    [(x + 0.15, 0.0), (x + 0.85, b.value)],
+                    color.filled(),
+                )])
+                .map_err(draw_err)?;
+            if let Some((low, high)) = b.interval {
+                chart
+                    .draw_series([ErrorBar::new_vertical(
+                        x + 0.5,
+                        low,
+                        b.value,
+                        high,
+                        BLACK.stroke_width(2),
+                        12,
+                    )])
+                    .map_err(draw_err)?;
+            }
+            let value = format!("{:.1}", b.value);
+            let centre = Pos::new(HPos::Center, VPos::Bottom);
+            chart
+                .draw_series([Text::new(value, (x + 0.5, b.top()), font(14).pos(centre))])
+                .map_err(draw_err)?;
+            // The labels go under the axis, outside the plotting area: drawn on the root at
+            // the pixel under the bar's centre.
+            let (px, py) = chart.backend_coord(&(x + 0.5, lo));
+            let width = chart.backend_coord(&(x + 1.0, lo)).0 - chart.backend_coord(&(x, lo)).0;
+            let max_chars = (width / 8).max(3) as usize;
+            for (line, text) in [first, second].into_iter().enumerate() {
+                let text: String = text.chars().take(max_chars).collect();
+                let at = (px, py + 8 + 20 * line as i32);
+                root.draw(&Text::new(
+                    text,
+                    at,
+                    font(15).pos(Pos::new(HPos::Center, VPos::Top)),
+                ))
+                .map_err(draw_err)?;
+            }
         }
-        let slot_width = f.px(i as f64 + 1.0) - f.px(i as f64);
-        let max_chars = (slot_width / 12).max(3) as usize;
-        for (line, text) in [first, second].into_iter().enumerate() {
-            let text: String = text.chars().take(max_chars).collect();
-            let y = H as i64 - BOTTOM + 10 + 22 * line as i64;
-            c.text_centered((xa + xb) / 2, y, &text, 2, BLACK);
-        }
-        let value = format!("{:.1}", b.value);
-        c.text_centered((xa + xb) / 2, f.py(b.top()) - 18, &value, 2, DARK_GREY);
-    }
-    c
+        Ok(())
+    })
 }
 
 /// A histogram of `values` in `bins` equal-width bins.
-pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Canvas {
+pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Result<Image> {
     let (lo, hi) = values
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
@@ -247,39 +247,48 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Can
     } else {
         (lo, hi)
     };
+    let bins = bins.max(1);
     let width = (hi - lo) / bins as f64;
     let mut counts = vec![0usize; bins];
     for &v in values {
         let i = (((v - lo) / width) as usize).min(bins - 1);
         counts[i] += 1;
     }
-    let mut c = Canvas::new(W, H);
     let max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let f = Frame {
-        x0: lo,
-        x1: hi,
-        y0: 0.0,
-        y1: max * 1.1,
-    };
-    axes(&mut c, &f, title, x_label, "questions", true);
-    for (i, &n) in counts.iter().enumerate() {
-        let (xa, xb) = (
-            f.px(lo + i as f64 * width) + 1,
-            f.px(lo + (i + 1) as f64 * width) - 1,
-        );
-        if n > 0 {
-            c.fill_rect(xa, f.py(n as f64), xb, f.py(0.0), PALETTE[0]);
-        }
-    }
-    c
+    picture(|root| {
+        let mut chart = frame(
+            root,
+            title,
+            (lo..hi, 0.0..max * 1.1),
+            Some(x_label),
+            "questions",
+        )?;
+        let boxes = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, &n)| {
+                let x0 = lo + i as f64 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width, n as f64)], PALETTE[0].filled())
+            });
+        chart.draw_series(boxes).map_err(draw_err)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Pixels darker than light grey in rows `rows` of the picture.
+    fn dark_pixels(image: &Image, rows: std::ops::Range<usize>) -> usize {
+        rows.flat_map(|y| (0..image.width).map(move |x| (y * image.width + x) * 3))
+            .filter(|&i| image.pixels[i..i + 3].iter().all(|&c| c < 120))
+            .count()
+    }
+
     #[test]
-    fn charts_render_to_png_of_the_expected_size() {
+    fn charts_render_to_png_of_the_expected_size_with_their_text() {
         let dir = tempfile::tempdir().unwrap();
         let s = Series {
             label: "loss".into(),
@@ -291,32 +300,35 @@ mod tests {
             label: "margin".into(),
             points: (0..20).map(|i| (i as f64, i as f64 * 0.03)).collect(),
         };
+        let bars = [
+            Bar {
+                label: "before".into(),
+                value: 12.5,
+                interval: None,
+            },
+            Bar {
+                label: "after\nseed 1".into(),
+                value: 25.0,
+                interval: Some((19.2, 31.4)),
+            },
+        ];
         let charts = [
-            line_chart("DPO loss per step", "step", "loss", &[s, t]),
-            bar_chart(
-                "accuracy",
-                "accuracy (%)",
-                &[
-                    Bar {
-                        label: "before".into(),
-                        value: 12.5,
-                        interval: None,
-                    },
-                    Bar {
-                        label: "after".into(),
-                        value: 25.0,
-                        interval: Some((19.2, 31.4)),
-                    },
-                ],
-            ),
+            line_chart("DPO loss per step", "step", "loss", &[s, t]).unwrap(),
+            bar_chart("accuracy", "accuracy (%)", &bars).unwrap(),
             histogram(
                 "question weights",
                 "weight",
                 &[1.0, 1.25, 1.5, 2.0, 2.0, 1.0],
                 10,
-            ),
+            )
+            .unwrap(),
         ];
         for (i, chart) in charts.iter().enumerate() {
+            // The title is drawn in the embedded font: dark pixels in the top band.
+            assert!(
+                dark_pixels(chart, 0..45) > 100,
+                "chart {i} has no title text"
+            );
             let path = dir.path().join(format!("{i}.png"));
             chart.save_png(&path).unwrap();
             let decoder =
@@ -336,5 +348,13 @@ mod tests {
                 .unwrap();
             }
         }
+    }
+
+    #[test]
+    fn empty_and_flat_inputs_still_draw() {
+        assert!(line_chart("t", "x", "y", &[]).is_ok());
+        assert!(histogram("t", "x", &[], 5).is_ok());
+        assert!(histogram("t", "x", &[2.0, 2.0], 5).is_ok());
+        assert!(bar_chart("t", "y", &[]).is_ok());
     }
 }

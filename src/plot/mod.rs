@@ -1,9 +1,8 @@
-//! PNG plots with no system dependency: a raster canvas, a built-in bitmap font, and line, bar and
-//! histogram charts.
+//! PNG charts drawn with `plotters` (DejaVu Sans embedded, so no system font is needed): line
+//! charts, bar charts with intervals, and histograms.
 
-mod canvas;
 mod chart;
-mod font;
+mod image;
 
-pub use canvas::Canvas;
 pub use chart::{Bar, Series, bar_chart, histogram, line_chart};
+pub use image::Image;

@@ -83,7 +83,7 @@ pub fn write_plots(
             "optimizer step",
             "loss",
             &[curve("loss", |m| m.loss)],
-        )
+        )?
         .save_png(&dir.join("loss.png"))?;
         line_chart(
             "rewards (beta x log-ratio to the reference)",
@@ -94,14 +94,14 @@ pub fn write_plots(
                 curve("chosen", |m| m.chosen_reward),
                 curve("rejected", |m| m.rejected_reward),
             ],
-        )
+        )?
         .save_png(&dir.join("margin.png"))?;
         line_chart(
             "reward accuracy (margin > 0)",
             "optimizer step",
             "fraction of pairs",
             &[curve("reward accuracy", |m| m.reward_accuracy)],
-        )
+        )?
         .save_png(&dir.join("reward_accuracy.png"))?;
         let names: std::collections::BTreeSet<&String> =
             metrics.iter().flat_map(|m| m.hook.keys()).collect();
@@ -121,12 +121,12 @@ pub fn write_plots(
                 "optimizer step",
                 "value",
                 &series,
-            )
+            )?
             .save_png(&dir.join("hook_metrics.png"))?;
         }
     }
     if !weights.is_empty() {
-        histogram("question weights", "weight", weights, 20).save_png(&dir.join("weights.png"))?;
+        histogram("question weights", "weight", weights, 20)?.save_png(&dir.join("weights.png"))?;
     }
     let bars: Vec<Bar> = evals
         .iter()
@@ -137,7 +137,7 @@ pub fn write_plots(
         })
         .collect();
     if !bars.is_empty() {
-        bar_chart("eval accuracy (95% Wilson interval)", "accuracy (%)", &bars)
+        bar_chart("eval accuracy (95% Wilson interval)", "accuracy (%)", &bars)?
             .save_png(&dir.join("accuracy.png"))?;
     }
     Ok(())
