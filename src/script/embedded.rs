@@ -3,6 +3,10 @@
 /// `(path under plugins/, source text)` for every plugin.
 pub const PLUGINS: &[(&str, &str)] = &[
     (
+        "grade/arith_checked.rhai",
+        include_str!("../../plugins/grade/arith_checked.rhai"),
+    ),
+    (
         "grade/exact.rhai",
         include_str!("../../plugins/grade/exact.rhai"),
     ),
