@@ -54,6 +54,13 @@ impl HubId {
     }
 }
 
+impl HubId {
+    /// The hub id `text` names, unless it is an existing local path (which always wins).
+    pub fn unless_local(text: &str) -> Option<HubId> {
+        HubId::parse(text).filter(|_| !Path::new(text).exists())
+    }
+}
+
 impl std::fmt::Display for HubId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}@{}", self.repo, self.revision)?;
@@ -132,9 +139,9 @@ pub fn fetch(id: &HubId, key: &str) -> Result<Fetched> {
 /// A model argument (`--model`, `model.path`): an existing local path as it is, else a hub id
 /// fetched into the HF cache, else the path as given (loading it then says what is missing).
 pub fn local_model(path: &Path, key: &str) -> Result<PathBuf> {
-    match path.to_str().and_then(HubId::parse) {
-        Some(id) if !path.exists() => Ok(fetch(&id, key)?.path),
-        _ => Ok(path.to_path_buf()),
+    match path.to_str().and_then(HubId::unless_local) {
+        Some(id) => Ok(fetch(&id, key)?.path),
+        None => Ok(path.to_path_buf()),
     }
 }
 

@@ -158,6 +158,11 @@ impl Tokenizer {
         &self.eos_ids
     }
 
+    /// The text of the first end-of-sequence token ("" when there is none).
+    pub fn eos_text(&self) -> Result<String> {
+        self.decode(&self.eos_ids[..self.eos_ids.len().min(1)])
+    }
+
     pub fn pad_id(&self) -> u32 {
         self.pad_id
     }

@@ -1,7 +1,7 @@
 //! Validates the merged recipe and converts it into the typed specs of `spec.rs`. Every error names
 //! the key and the layer its value came from.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 
@@ -175,9 +175,9 @@ fn model(ctx: &Ctx, r: &RawModel) -> Result<ModelSpec> {
     }
     let source = match r.path.strip_prefix("builtin:") {
         Some(name) => ModelSource::Builtin(name.to_string()),
-        None => match HubId::parse(&r.path) {
-            Some(id) if !Path::new(&r.path).exists() => ModelSource::Hub(id),
-            _ => ModelSource::Path(PathBuf::from(&r.path)),
+        None => match HubId::unless_local(&r.path) {
+            Some(id) => ModelSource::Hub(id),
+            None => ModelSource::Path(PathBuf::from(&r.path)),
         },
     };
     let dtype = match r.dtype.as_str() {

@@ -132,15 +132,7 @@ fn pipeline(
     }
     // Pairs from files are finished as TRL finishes them: conversations rendered through the
     // run's chat template, the tokenizer's EOS appended to chosen and rejected.
-    let first_eos: Vec<u32> = run
-        .model
-        .tokenizer
-        .eos_ids()
-        .iter()
-        .take(1)
-        .copied()
-        .collect();
-    let eos = run.model.tokenizer.decode(&first_eos)?;
+    let eos = run.model.tokenizer.eos_text()?;
     let finish = PairFinish {
         template: &run.template,
         eos: &eos,

@@ -295,8 +295,7 @@ pub fn pair(
                 .prompt(&user_text(&e.question, text.instruction))
         })
         .collect::<Result<_>>()?;
-    let first_eos: Vec<u32> = text.tokenizer.eos_ids().iter().take(1).copied().collect();
-    let eos_text = text.tokenizer.decode(&first_eos)?;
+    let eos_text = text.tokenizer.eos_text()?;
     let responses: Vec<String> = questions
         .completions
         .iter()
