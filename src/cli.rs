@@ -275,10 +275,11 @@ pub struct BenchArgs {
         default_value = "../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf"
     )]
     pub model: PathBuf,
-    /// Pairs per DPO step to measure (each sequence 128 tokens: a 64-token prompt and a 64-token
-    /// response); `''` measures no step.
-    #[arg(long, default_value = "1,4,8", value_parser = parse_counts)]
-    pub pairs: Counts,
+    /// DPO steps to measure: pairs per step, each `P` (sequences of 128 tokens) or `PxT`
+    /// (sequences of T tokens), half prompt and half response: `1,4,8,4x512,1x2048`; `''`
+    /// measures no step.
+    #[arg(long, default_value = "1,4,8", value_parser = parse_shapes)]
+    pub pairs: Shapes,
     /// Sampling batch sizes to measure; `''` measures no sampling.
     #[arg(long, default_value = "1,8,32", value_parser = parse_counts)]
     pub batches: Counts,
@@ -296,13 +297,42 @@ pub struct BenchArgs {
     /// q_proj, k_proj, v_proj and o_proj; 0 = full fine-tuning.
     #[arg(long, value_name = "RANK", default_value_t = 0)]
     pub lora: usize,
+    /// Run the PyTorch reference side by side with this Python (one with torch, transformers,
+    /// gguf and accelerate: `bench/install_pytorch.sh` installs them): every row is measured
+    /// in turn by us and by PyTorch on the same model file and shapes, best of `--reps` each.
+    #[arg(long, value_name = "PYTHON")]
+    pub pytorch: Option<PathBuf>,
+    /// Timed repetitions of each row (after one warm-up); the best counts.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reps: u64,
 }
 
 /// A comma-separated list of counts, possibly empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counts(pub Vec<usize>);
 
-/// Parses `1,8,32` (or `''`, no count) for `--pairs` and `--batches`.
+/// DPO step shapes: (pairs, tokens per sequence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shapes(pub Vec<(usize, usize)>);
+
+/// Parses `1,4,4x512` (or `''`, no shape) for `--pairs`; a bare count means 128 tokens.
+fn parse_shapes(text: &str) -> Result<Shapes, String> {
+    let bad = |t: &str| format!("`{t}`: expected pairs per step, P or PxT (T tokens, even, >= 4)");
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (p, len) = t.split_once('x').unwrap_or((t, "128"));
+            match (p.parse::<usize>(), len.parse::<usize>()) {
+                (Ok(p), Ok(len)) if p > 0 && len >= 4 && len % 2 == 0 => Ok((p, len)),
+                _ => Err(bad(t)),
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(Shapes)
+}
+
+/// Parses `1,8,32` (or `''`, no count) for `--batches`.
 fn parse_counts(text: &str) -> Result<Counts, String> {
     text.split(',')
         .map(str::trim)

@@ -380,9 +380,15 @@ fn pairs(ctx: &Ctx, r: &RawPairs) -> Result<PairSpec> {
             ));
         }
     };
+    let anchor_all_correct = ctx.choice(
+        "pairs.all_correct",
+        &r.all_correct,
+        &[("skip", false), ("anchor", true)],
+    )?;
     Ok(PairSpec {
         rule,
         gold_fallback: r.gold_fallback,
+        anchor_all_correct,
         mode,
         params: ctx.text_params("pairs", &r.params, PAIR_GROUP_FIELDS)?,
     })

@@ -148,6 +148,7 @@ pub struct RawWeight {
 pub struct RawPairs {
     pub rule: String,
     pub gold_fallback: bool,
+    pub all_correct: String,
     pub mode: String,
     pub off_policy: String,
     pub params: BTreeMap<String, toml::Value>,

@@ -340,6 +340,9 @@ pub enum PairMode {
 pub struct PairSpec {
     pub rule: PairRule,
     pub gold_fallback: bool,
+    /// `pairs.all_correct = "anchor"`: a question whose samples are all correct gives an anchor
+    /// row (chosen = rejected = one of its samples) instead of no pair (built-in rule only).
+    pub anchor_all_correct: bool,
     pub mode: PairMode,
     /// `[pairs.params]`: added to the `group` map of every pair hook call.
     pub params: Vec<(String, HookParam)>,

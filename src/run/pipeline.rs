@@ -193,8 +193,9 @@ fn finish_rounds(run: &Run, outcomes: &[RoundOutcome], summary: &mut RunSummary)
     summary.steps = metrics.len();
     summary.first_loss = metrics.first().map(|m| m.loss);
     summary.last_loss = metrics.last().map(|m| m.loss);
-    summary.last_margin = metrics.last().map(|m| m.margin);
-    summary.last_reward_accuracy = metrics.last().map(|m| m.reward_accuracy);
+    let with_rewards = metrics.iter().rev().find(|m| m.has_rewards());
+    summary.last_margin = with_rewards.map(|m| m.margin);
+    summary.last_reward_accuracy = with_rewards.map(|m| m.reward_accuracy);
     summary.tail_reward_accuracy = last.and_then(|r| r.tail_reward_accuracy);
     summary.loss_spikes = Some(outcomes.iter().map(|o| loss_spikes(&o.metrics, 5.0)).sum());
     summary.eval_after = last.and_then(|r| r.eval_after.clone());

@@ -4,6 +4,7 @@
 use anyhow::Result;
 
 use crate::data::Example;
+use crate::error::user_error;
 use crate::recipe::Recipe;
 use crate::script::{HookRef, HookSet, random_batch};
 use crate::stages::weigh::{QuestionStats, weight_params};
@@ -13,6 +14,14 @@ use crate::stages::weigh::{QuestionStats, weight_params};
 /// when a value was missing (`()` in Rhai), lists the keys the hook was given.
 pub(super) fn preflight(recipe: &Recipe, hooks: &HookSet) -> Result<()> {
     let host = &hooks.host;
+    if let (true, Some(pair)) = (recipe.pairs.anchor_all_correct, hooks.pair) {
+        return Err(user_error(format!(
+            "pairs.all_correct = \"anchor\" applies to the built-in pair rule, but fn pair(group) in \
+             {} picks the pairs: return the same sample as chosen and rejected there to make an \
+             anchor, and leave pairs.all_correct at \"skip\"",
+            host.file(pair.unit)
+        )));
+    }
     let example = Example {
         id: "preflight:1".into(),
         question: "What is 2 + 2?".into(),

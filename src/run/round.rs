@@ -268,6 +268,7 @@ impl QuestionStage<'_> {
             (host, run.hooks.pair),
         )?;
         summary.pairs = rows.len();
+        summary.anchors = rows.iter().filter(|r| r.is_anchor()).count();
         summary.skipped = skips.clone();
         if rows.is_empty() && self.until > Until::Pairs {
             let pair_rule = match run.hooks.pair {

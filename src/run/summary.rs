@@ -27,6 +27,8 @@ pub struct RunSummary {
     pub samples: usize,
     pub sample_accuracy: f64,
     pub pairs: usize,
+    /// Of the pairs, anchor rows (`pairs.all_correct = "anchor"`).
+    pub anchors: usize,
     pub skipped: PairSkips,
     pub weight_mean: f64,
     pub steps: usize,
@@ -73,16 +75,25 @@ pub fn write_plots(
     weights: &[f64],
     evals: &[(String, &EvalResult)],
 ) -> Result<()> {
-    let curve = |label: &str, f: fn(&StepMetrics) -> f64| Series {
+    let all = |label: &str, f: fn(&StepMetrics) -> f64| Series {
         label: label.to_string(),
         points: metrics.iter().map(|m| (m.step as f64, f(m))).collect(),
+    };
+    // The rewards curves skip steps of anchors only, which have no pair to average.
+    let curve = |label: &str, f: fn(&StepMetrics) -> f64| Series {
+        label: label.to_string(),
+        points: metrics
+            .iter()
+            .filter(|m| m.has_rewards())
+            .map(|m| (m.step as f64, f(m)))
+            .collect(),
     };
     if !metrics.is_empty() {
         line_chart(
             "training loss",
             "optimizer step",
             "loss",
-            &[curve("loss", |m| m.loss)],
+            &[all("loss", |m| m.loss)],
         )?
         .save_png(&dir.join("loss.png"))?;
         line_chart(
@@ -198,8 +209,10 @@ pub fn render(s: &RunSummary) -> String {
     let sk = &s.skipped;
     let _ = writeln!(
         out,
-        "pairs        {} (skipped: {} with no wrong sample, {} with nothing to choose, {} by the pair hook); mean weight {:.3}",
-        s.pairs, sk.no_wrong_sample, sk.no_chosen, sk.by_hook, s.weight_mean
+        "pairs        {}{} (skipped: {} with no wrong sample, {} with nothing to choose, {} by the pair hook); mean weight {:.3}",
+        s.pairs,
+        if s.anchors > 0 { format!(", {} of them anchors", s.anchors) } else { String::new() },
+        sk.no_wrong_sample, sk.no_chosen, sk.by_hook, s.weight_mean
     );
     if let (Some(a), Some(b)) = (s.first_loss, s.last_loss) {
         let _ = writeln!(

@@ -45,6 +45,7 @@ pub const PLUGINS: &[(&str, &str)] = &[
         include_str!("../../plugins/loss/robust.rhai"),
     ),
     ("loss/rpo.rhai", include_str!("../../plugins/loss/rpo.rhai")),
+    ("loss/sft.rhai", include_str!("../../plugins/loss/sft.rhai")),
     (
         "loss/simpo.rhai",
         include_str!("../../plugins/loss/simpo.rhai"),

@@ -35,6 +35,11 @@ pub struct PairRow {
 }
 
 impl PairRow {
+    /// An anchor row: one sample as both chosen and rejected (`pairs.all_correct = "anchor"`).
+    pub fn is_anchor(&self) -> bool {
+        self.chosen_from == self.rejected_from && self.chosen == self.rejected
+    }
+
     /// The pair as training input.
     pub fn record(&self) -> PairRecord {
         PairRecord {
@@ -95,7 +100,13 @@ struct GroupView<'a> {
 
 /// The built-in rule. Ties among equally frequent wrong answers and the choice among correct
 /// samples are drawn from a generator seeded by (seed, question id).
-pub fn most_frequent_wrong(group: &Group, gold_fallback: bool) -> Result<PairPick, Skip> {
+/// With `anchor_all_correct`, a question with correct samples and no wrong or invalid one gives an
+/// anchor instead of a skip: one correct sample (seeded choice) as both chosen and rejected.
+pub fn most_frequent_wrong(
+    group: &Group,
+    gold_fallback: bool,
+    anchor_all_correct: bool,
+) -> Result<PairPick, Skip> {
     let mut rng = Rng::new(group.seed);
     let correct: Vec<usize> = (0..group.samples.len())
         .filter(|&i| group.samples[i].1.verdict == Verdict::Correct)
@@ -117,6 +128,13 @@ pub fn most_frequent_wrong(group: &Group, gold_fallback: bool) -> Result<PairPic
         tied[rng.below(tied.len() as u64) as usize]
     };
     if pool.is_empty() {
+        if anchor_all_correct && !correct.is_empty() {
+            let anchor = Picked::Sample(correct[rng.below(correct.len() as u64) as usize]);
+            return Ok(PairPick {
+                chosen: anchor,
+                rejected: anchor,
+            });
+        }
         return Err(Skip::NoWrongSample);
     }
     let rejected = Picked::Sample(pool[rng.below(pool.len() as u64) as usize]);
@@ -211,6 +229,7 @@ pub struct PairInputs<'a> {
     /// Text appended to a gold solution to close the assistant turn.
     pub end_of_turn: &'a str,
     pub gold_fallback: bool,
+    pub anchor_all_correct: bool,
     pub seed: u64,
 }
 
@@ -249,7 +268,7 @@ pub fn build_pairs(
         start = end;
         let pick = match hook {
             Some(h) => hook_pick(host, h, &group)?.ok_or(Skip::ByHook),
-            None => most_frequent_wrong(&group, inputs.gold_fallback),
+            None => most_frequent_wrong(&group, inputs.gold_fallback, inputs.anchor_all_correct),
         };
         match pick {
             Ok(p) => rows.push(row(&group, p)),
@@ -311,6 +330,7 @@ pub fn pair(
         responses: &responses,
         end_of_turn: &eos_text,
         gold_fallback: spec.gold_fallback,
+        anchor_all_correct: spec.anchor_all_correct,
         seed,
     };
     build_pairs(&inputs, hook.0, hook.1)

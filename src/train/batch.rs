@@ -16,6 +16,13 @@ pub struct TokenPair {
     pub rejected: Vec<u32>,
 }
 
+impl TokenPair {
+    /// An anchor (`pairs.all_correct = "anchor"`): the same response as chosen and rejected.
+    pub fn is_anchor(&self) -> bool {
+        self.chosen == self.rejected
+    }
+}
+
 /// Tokenizes a pair; when prompt + response exceeds `max_length`, the response is cut at the end
 /// and, if the prompt alone is too long, the prompt keeps its last `max_length / 2` tokens.
 pub fn tokenize_pair(tok: &Tokenizer, rec: &PairRecord, max_length: usize) -> Result<TokenPair> {
@@ -73,14 +80,16 @@ pub fn forward_pairs(
 }
 
 /// Packs pairs into rows `prompt | chosen | rejected` (right-padded): scored sequence `i` is
-/// pair `i`'s chosen response and `P + i` its rejected one.
+/// pair `i`'s chosen response and `P + i` its rejected one. An anchor's row is `prompt | chosen`
+/// and its rejected sequence reads the chosen positions: the same log-probs, and the gradients of
+/// both uses summed, exactly as if the response had been written twice.
 pub fn pack_pairs(pairs: &[TokenPair], pad_id: u32) -> Result<Packed> {
     if pairs.is_empty() {
         bail!("no pairs to score");
     }
     let t = pairs
         .iter()
-        .map(|x| x.prompt.len() + x.chosen.len() + x.rejected.len())
+        .map(|x| x.prompt.len() + x.chosen.len() + usize::from(!x.is_anchor()) * x.rejected.len())
         .max()
         .unwrap_or(0);
     let n = pairs.len();
@@ -100,16 +109,22 @@ pub fn pack_pairs(pairs: &[TokenPair], pad_id: u32) -> Result<Packed> {
         for (j, &tok) in x.chosen.iter().enumerate() {
             packed.targets.push((row(pl + j - 1), tok, i));
         }
+        let anchor = x.is_anchor();
         for (j, &tok) in x.rejected.iter().enumerate() {
-            let from = if j == 0 { pl - 1 } else { pl + cl + j - 1 };
+            let from = match (anchor, j) {
+                (true, _) | (false, 0) => pl + j - 1,
+                (false, _) => pl + cl + j - 1,
+            };
             packed.targets.push((row(from), tok, n + i));
         }
         packed.seq_tokens[i] = cl;
         packed.seq_tokens[n + i] = rl;
+        let rejected: &[u32] = if anchor { &[] } else { &x.rejected };
+        let rl = rejected.len();
         let used = pl + cl + rl;
         packed
             .ids
-            .extend(x.prompt.iter().chain(&x.chosen).chain(&x.rejected));
+            .extend(x.prompt.iter().chain(&x.chosen).chain(rejected));
         packed.ids.extend(std::iter::repeat_n(pad_id, t - used));
         packed.positions.extend((0..pl + cl).map(|p| p as u32));
         packed.positions.extend((pl..pl + rl).map(|p| p as u32));
@@ -228,5 +243,44 @@ mod tests {
             packed.chosen_logps.to_vec1::<f32>().unwrap()[0]
         );
         assert!(b.iter().all(|v| v.is_finite()) && b[0] != b[1]);
+    }
+
+    #[test]
+    fn an_anchor_scores_its_response_once_and_gives_it_to_both_sides() {
+        let policy = policy();
+        let w = policy.weights();
+        let anchor = TokenPair {
+            prompt: vec![1, 2, 3],
+            chosen: vec![4, 5, 6],
+            rejected: vec![4, 5, 6],
+        };
+        let other = TokenPair {
+            prompt: vec![7, 8],
+            chosen: vec![9],
+            rejected: vec![10, 11],
+        };
+        let pairs = vec![anchor.clone(), other.clone()];
+        assert!(anchor.is_anchor() && !other.is_anchor());
+        // The anchor's row is prompt | chosen only: 6 tokens, shorter than 3 + 3 + 3.
+        assert_eq!(super::pack_pairs(&pairs, 0).unwrap().len, 6);
+        let f = forward_pairs(&policy.config, w, &pairs, 0).unwrap();
+        let c = f.chosen_logps.to_vec1::<f32>().unwrap();
+        let r = f.rejected_logps.to_vec1::<f32>().unwrap();
+        assert_eq!(c[0], r[0]);
+        assert_eq!(f.rejected_tokens, vec![3, 2]);
+        let apart = score_sequences(
+            &policy.config,
+            w,
+            &[
+                (anchor.prompt.clone(), anchor.chosen.clone()),
+                (other.prompt.clone(), other.rejected.clone()),
+            ],
+            0,
+        )
+        .unwrap()
+        .logps
+        .to_vec1::<f32>()
+        .unwrap();
+        assert!((r[0] - apart[0]).abs() < 1e-5 && (r[1] - apart[1]).abs() < 1e-5);
     }
 }

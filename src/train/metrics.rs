@@ -31,6 +31,13 @@ pub struct StepMetrics {
     #[serde(rename = "logps/rejected")]
     pub rejected_logps: f64,
     pub weight_mean: f64,
+    /// Anchor rows in the step (`pairs.all_correct = "anchor"`); the `rewards/*` and `logps/*`
+    /// means are over the step's other pairs, `pairs` of them. Both are written only when a step
+    /// has anchors.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub anchors: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pairs: usize,
     pub grad_norm: f64,
     #[serde(rename = "learning_rate")]
     pub lr: f64,
@@ -40,7 +47,16 @@ pub struct StepMetrics {
     pub hook: std::collections::BTreeMap<String, f64>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl StepMetrics {
+    /// Whether the step's `rewards/*` means cover any pair (not so for a step of anchors only).
+    pub fn has_rewards(&self) -> bool {
+        self.anchors == 0 || self.pairs > 0
+    }
+
     /// The scalars TensorBoard gets, under TRL's tags.
     pub fn scalars(&self) -> Vec<(String, f64)> {
         let mut out: Vec<(String, f64)> = [
@@ -89,11 +105,13 @@ pub(super) struct Tally {
     wins: usize,
     weight: f64,
     count: usize,
+    anchors: usize,
 }
 
 impl Tally {
     /// Adds one pair: its policy and reference log-probs (chosen, rejected), β and its weight.
     pub fn add(&mut self, policy: (f64, f64), reference: (f64, f64), beta: f64, weight: f64) {
+        self.weight += weight;
         let c = beta * (policy.0 - reference.0);
         let r = beta * (policy.1 - reference.1);
         self.chosen_reward += c;
@@ -101,13 +119,19 @@ impl Tally {
         self.chosen_logps += policy.0;
         self.rejected_logps += policy.1;
         self.wins += usize::from(c > r);
-        self.weight += weight;
         self.count += 1;
+    }
+
+    /// Adds an anchor row: it counts towards the weight mean only.
+    pub fn add_anchor(&mut self, weight: f64) {
+        self.weight += weight;
+        self.anchors += 1;
     }
 
     /// The step's metrics: these means, and the rest as given.
     pub fn into_metrics(self, step: usize, epoch: f64, loss: f64) -> StepMetrics {
         let n = self.count.max(1) as f64;
+        let rows = (self.count + self.anchors).max(1) as f64;
         StepMetrics {
             step,
             epoch,
@@ -118,7 +142,9 @@ impl Tally {
             reward_accuracy: self.wins as f64 / n,
             chosen_logps: self.chosen_logps / n,
             rejected_logps: self.rejected_logps / n,
-            weight_mean: self.weight / n,
+            weight_mean: self.weight / rows,
+            anchors: self.anchors,
+            pairs: if self.anchors > 0 { self.count } else { 0 },
             ..StepMetrics::default()
         }
     }
@@ -134,14 +160,16 @@ pub(super) fn write_metrics(path: &std::path::Path, metrics: &[StepMetrics]) -> 
     write_atomic(path, text.as_bytes())
 }
 
-/// The mean of `f` over the last 10 % of the steps (at least one); `None` without steps.
+/// The mean of `f` over the last 10 % of the steps (at least one) whose `rewards/*` cover a
+/// pair; `None` without such steps.
 pub fn tail_mean(metrics: &[StepMetrics], f: impl Fn(&StepMetrics) -> f64) -> Option<f64> {
-    if metrics.is_empty() {
+    let steps: Vec<&StepMetrics> = metrics.iter().filter(|m| m.has_rewards()).collect();
+    if steps.is_empty() {
         return None;
     }
-    let n = metrics.len().div_ceil(10);
-    let tail = &metrics[metrics.len() - n..];
-    Some(tail.iter().map(f).sum::<f64>() / n as f64)
+    let n = steps.len().div_ceil(10);
+    let tail = &steps[steps.len() - n..];
+    Some(tail.iter().map(|m| f(m)).sum::<f64>() / n as f64)
 }
 
 /// The steps whose loss exceeds `factor` times the median loss of the steps before them (after
@@ -203,5 +231,21 @@ mod tests {
         m.push(step(12, 3.6, 0.5));
         m.push(step(13, 3.4, 0.5));
         assert_eq!(loss_spikes(&m, 5.0), 1);
+    }
+
+    #[test]
+    fn steps_of_anchors_only_are_left_out_of_the_reward_tail() {
+        let mut m: Vec<StepMetrics> = (0..20).map(|i| step(i, 1.0, i as f64)).collect();
+        m[19].anchors = 4;
+        m[18].anchors = 2;
+        m[18].pairs = 2;
+        // Steps 18 and 17 are the last tenth of the 19 steps with pairs.
+        assert_eq!(tail_mean(&m, |s| s.reward_accuracy), Some(17.5));
+        let mut t = Tally::default();
+        t.add((-1.0, -3.0), (-2.0, -2.0), 0.5, 2.0);
+        t.add_anchor(4.0);
+        let s = t.into_metrics(1, 0.5, 0.3);
+        assert_eq!((s.reward_accuracy, s.margin, s.weight_mean), (1.0, 1.0, 3.0));
+        assert_eq!((s.anchors, s.pairs), (1, 1));
     }
 }

@@ -257,9 +257,15 @@ impl Trainer<'_> {
             for (i, p) in members.iter().enumerate() {
                 let policy = (out.chosen_logps[i], out.rejected_logps[i]);
                 let reference = (p.ref_chosen, p.ref_rejected);
-                tally.add(policy, reference, self.loss.beta, p.weight);
-                tokens +=
-                    p.tokens.prompt.len() * 2 + p.tokens.chosen.len() + p.tokens.rejected.len();
+                if p.tokens.is_anchor() {
+                    tally.add_anchor(p.weight);
+                    tokens += p.tokens.prompt.len() + p.tokens.chosen.len();
+                } else {
+                    tally.add(policy, reference, self.loss.beta, p.weight);
+                    tokens += p.tokens.prompt.len() * 2
+                        + p.tokens.chosen.len()
+                        + p.tokens.rejected.len();
+                }
             }
         }
         let norm = grad_norm(&grads)?;
