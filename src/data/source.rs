@@ -29,7 +29,7 @@ pub fn local_path(source: &DataSource, key: &str, recipe: &Recipe) -> Result<Pat
         Limit::All => default,
     };
     let (split, count) = match name {
-        "arith" => (Split::Train, count_of(recipe.data.limit, 1024)),
+        "arith" => (Split::Train, count_of(recipe.data.limit, 4096)),
         "arith-eval" => (Split::Eval, count_of(recipe.eval.limit, 2000)),
         other => {
             return Err(user_error(format!(

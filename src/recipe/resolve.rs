@@ -65,6 +65,21 @@ fn non_empty_hook(ctx: &Ctx, key: &str, value: &str) -> Result<HookSource> {
     Ok(hook_source(value))
 }
 
+/// `grade.grader`: "auto" is the training data's own grader (the built-in arithmetic world's
+/// grader checks the worked lines too); anything else names a plugin or a file.
+fn training_grader(ctx: &Ctx, value: &str, data: &DataSpec) -> Result<HookSource> {
+    if value != "auto" {
+        return non_empty_hook(ctx, "grade.grader", value);
+    }
+    let name = match (&data.source, data.format) {
+        (DataSource::Builtin(b), _) if b == "arith" => "arith_checked",
+        (_, DataFormat::Math) => "math",
+        (_, DataFormat::Prompts) => "exact",
+        (_, DataFormat::Gsm8k | DataFormat::Pairs) => "gsm8k",
+    };
+    Ok(HookSource::Plugin(name.to_string()))
+}
+
 fn data_source(value: &str) -> DataSource {
     match value.strip_prefix("builtin:") {
         Some(name) => DataSource::Builtin(name.to_string()),
@@ -88,6 +103,7 @@ impl Layered {
         );
         let data = data(&ctx, &r.data)?;
         let data_format = data.format;
+        let grader = training_grader(&ctx, &r.grade.grader, &data)?;
         let sampling = sampling(&ctx, &r.sampling, &model.source)?;
         let pairs = pairs(&ctx, &r.pairs)?;
         let train = train(&ctx, &r.train)?;
@@ -115,7 +131,7 @@ impl Layered {
             sampling,
             model,
             grade: GradeSpec {
-                grader: non_empty_hook(&ctx, "grade.grader", &r.grade.grader)?,
+                grader,
                 params: ctx.text_params("grade", &r.grade.params, GRADE_EXAMPLE_FIELDS)?,
             },
             weight: weight(&ctx, &r.weight)?,

@@ -22,7 +22,7 @@ fn set_value_is_shown_with_its_source() {
         line_for(&text, "train", "lr"),
         "lr = 3e-7  # --set train.lr=3e-7"
     );
-    assert_eq!(line_for(&text, "train", "epochs"), "epochs = 1  # default");
+    assert_eq!(line_for(&text, "train", "epochs"), "epochs = 2  # default");
 }
 
 #[test]
