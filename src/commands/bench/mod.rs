@@ -169,6 +169,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     for &b in &args.batches.0 {
         tracing::info!("sampling at batch {b}");
         let row = sampling_row(&model, &sampling, b, args, reference.as_mut())?;
+        tracing::info!(
+            "sampling at batch {b}: {:.1} new tokens/s{}",
+            row.new_tokens_per_s,
+            versus(row.new_tokens_per_s, row.pytorch.as_ref())
+        );
         report.sampling.push(row);
     }
     let mut overall = peak_rss_gib();
@@ -176,6 +181,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         tracing::info!("DPO step at {p} pairs x {seq} tokens");
         overall = overall.max(peak_rss_gib());
         let row = step_row(&model, (p, seq), peak, args.reps, reference.as_mut())?;
+        tracing::info!(
+            "DPO step at {p} x {seq}: {:.1} policy tokens/s, peak RSS {}{}",
+            row.policy_tokens_per_s,
+            row.peak_rss_gib
+                .map_or("-".to_string(), |g| format!("{g:.2} GiB")),
+            versus(row.policy_tokens_per_s, row.pytorch.as_ref())
+        );
         report.steps.push(row);
     }
     report.peak_rss_gib = overall.max(peak_rss_gib());
@@ -269,6 +281,19 @@ fn sampling_row(
     let mut row = best.ok_or_else(|| anyhow::anyhow!("no timed repetition"))?;
     row.pytorch = theirs;
     Ok(row)
+}
+
+/// `; PyTorch X tok/s (ratio), peak RSS Y` for the progress log, or nothing.
+fn versus(ours: f64, theirs: Option<&PytorchRow>) -> String {
+    theirs.map_or(String::new(), |t| {
+        format!(
+            "; PyTorch {:.1} ({:.2}x), its peak RSS {}",
+            t.tokens_per_s,
+            ours / t.tokens_per_s,
+            t.peak_rss_gib
+                .map_or("-".to_string(), |g| format!("{g:.2} GiB"))
+        )
+    })
 }
 
 fn keep_faster(best: &mut Option<PytorchRow>, row: PytorchRow) {
