@@ -71,13 +71,22 @@ fn training_grader(ctx: &Ctx, value: &str, data: &DataSpec) -> Result<HookSource
     if value != "auto" {
         return non_empty_hook(ctx, "grade.grader", value);
     }
-    let name = match (&data.source, data.format) {
-        (DataSource::Builtin(b), _) if b == "arith" => "arith_checked",
-        (_, DataFormat::Math) => "math",
-        (_, DataFormat::Prompts) => "exact",
-        (_, DataFormat::Gsm8k | DataFormat::Pairs) => "gsm8k",
+    let name = match &data.source {
+        DataSource::Builtin(b) if b == "arith" => "arith_checked",
+        _ => native_grader(data.format),
     };
     Ok(HookSource::Plugin(name.to_string()))
+}
+
+/// The grader plugin of a data format: what `eval.grader = "native"` and `grade.grader = "auto"`
+/// use.
+fn native_grader(format: DataFormat) -> &'static str {
+    match format {
+        DataFormat::Math => "math",
+        DataFormat::Prompts => "exact",
+        // Pairs data is evaluated on GSM8K-style questions (run/evals.rs).
+        DataFormat::Gsm8k | DataFormat::Pairs => "gsm8k",
+    }
 }
 
 fn data_source(value: &str) -> DataSource {
@@ -571,15 +580,7 @@ fn lora(ctx: &Ctx, r: &RawLora) -> Result<LoraSpec> {
 
 fn eval(ctx: &Ctx, r: &RawEval, data_format: DataFormat) -> Result<EvalSpec> {
     let grader = match r.grader.as_str() {
-        "native" => EvalGrader::Hook(HookSource::Plugin(
-            match data_format {
-                DataFormat::Math => "math",
-                DataFormat::Prompts => "exact",
-                // Pairs data is evaluated on GSM8K-style questions (run/evals.rs).
-                DataFormat::Gsm8k | DataFormat::Pairs => "gsm8k",
-            }
-            .to_string(),
-        )),
+        "native" => EvalGrader::Hook(HookSource::Plugin(native_grader(data_format).to_string())),
         "same" => EvalGrader::SameAsTraining,
         other => EvalGrader::Hook(non_empty_hook(ctx, "eval.grader", other)?),
     };

@@ -211,8 +211,15 @@ pub fn render(s: &RunSummary) -> String {
         out,
         "pairs        {}{} (skipped: {} with no wrong sample, {} with nothing to choose, {} by the pair hook); mean weight {:.3}",
         s.pairs,
-        if s.anchors > 0 { format!(", {} of them anchors", s.anchors) } else { String::new() },
-        sk.no_wrong_sample, sk.no_chosen, sk.by_hook, s.weight_mean
+        if s.anchors > 0 {
+            format!(", {} of them anchors", s.anchors)
+        } else {
+            String::new()
+        },
+        sk.no_wrong_sample,
+        sk.no_chosen,
+        sk.by_hook,
+        s.weight_mean
     );
     if let (Some(a), Some(b)) = (s.first_loss, s.last_loss) {
         let _ = writeln!(

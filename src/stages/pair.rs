@@ -35,9 +35,10 @@ pub struct PairRow {
 }
 
 impl PairRow {
-    /// An anchor row: one sample as both chosen and rejected (`pairs.all_correct = "anchor"`).
+    /// An anchor row: the same response as chosen and rejected (`pairs.all_correct = "anchor"`),
+    /// which training treats as one (`TokenPair::is_anchor`).
     pub fn is_anchor(&self) -> bool {
-        self.chosen_from == self.rejected_from && self.chosen == self.rejected
+        self.chosen == self.rejected
     }
 
     /// The pair as training input.

@@ -245,7 +245,10 @@ mod tests {
         t.add((-1.0, -3.0), (-2.0, -2.0), 0.5, 2.0);
         t.add_anchor(4.0);
         let s = t.into_metrics(1, 0.5, 0.3);
-        assert_eq!((s.reward_accuracy, s.margin, s.weight_mean), (1.0, 1.0, 3.0));
+        assert_eq!(
+            (s.reward_accuracy, s.margin, s.weight_mean),
+            (1.0, 1.0, 3.0)
+        );
         assert_eq!((s.anchors, s.pairs), (1, 1));
     }
 }

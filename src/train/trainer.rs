@@ -262,9 +262,8 @@ impl Trainer<'_> {
                     tokens += p.tokens.prompt.len() + p.tokens.chosen.len();
                 } else {
                     tally.add(policy, reference, self.loss.beta, p.weight);
-                    tokens += p.tokens.prompt.len() * 2
-                        + p.tokens.chosen.len()
-                        + p.tokens.rejected.len();
+                    tokens +=
+                        p.tokens.prompt.len() * 2 + p.tokens.chosen.len() + p.tokens.rejected.len();
                 }
             }
         }

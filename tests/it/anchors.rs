@@ -46,7 +46,10 @@ fn an_all_correct_question_gives_an_anchor_that_dpo_gets_no_gradient_from() {
     // Gold answers 11, 14, 17, 20, 23, 26: three all-correct questions (anchors) and three
     // all-wrong ones (the gold solution against a sample).
     assert_eq!(pairs.len(), 6);
-    let anchors: Vec<_> = pairs.iter().filter(|p| p["chosen"] == p["rejected"]).collect();
+    let anchors: Vec<_> = pairs
+        .iter()
+        .filter(|p| p["chosen"] == p["rejected"])
+        .collect();
     assert_eq!(anchors.len(), 3);
     for a in &anchors {
         assert_eq!(a["chosen_from"], a["rejected_from"]);
@@ -59,7 +62,10 @@ fn an_all_correct_question_gives_an_anchor_that_dpo_gets_no_gradient_from() {
     for m in &anchor_steps {
         // The same response on both sides: a zero margin, so the DPO loss is exactly ln 2, and
         // the two gradient paths cancel.
-        assert!((m["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-6, "{m}");
+        assert!(
+            (m["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-6,
+            "{m}"
+        );
         assert!(m["grad_norm"].as_f64().unwrap() < 1e-6, "{m}");
         assert!(m.get("pairs").is_none(), "no pair in the step: {m}");
     }

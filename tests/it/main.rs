@@ -1,7 +1,7 @@
 //! The integration tests: one binary, one module per area.
 
-mod bad_input;
 mod anchors;
+mod bad_input;
 mod builtin;
 mod common;
 mod compare;

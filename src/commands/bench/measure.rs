@@ -149,7 +149,7 @@ impl<'a> StepBench<'a> {
 }
 
 /// The chat-formatted story prompts of the sampling rows, one per sequence of the batch.
-pub(super) fn story_prompt(i: usize) -> String {
+fn story_prompt(i: usize) -> String {
     format!(
         "<|im_start|>user\nWrite a long story about the number {i}.<|im_end|>\n<|im_start|>assistant\n"
     )

@@ -172,7 +172,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         tracing::info!(
             "sampling at batch {b}: {:.1} new tokens/s{}",
             row.new_tokens_per_s,
-            versus(row.new_tokens_per_s, row.pytorch.as_ref())
+            render::versus(row.new_tokens_per_s, row.pytorch.as_ref())
         );
         report.sampling.push(row);
     }
@@ -184,9 +184,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         tracing::info!(
             "DPO step at {p} x {seq}: {:.1} policy tokens/s, peak RSS {}{}",
             row.policy_tokens_per_s,
-            row.peak_rss_gib
-                .map_or("-".to_string(), |g| format!("{g:.2} GiB")),
-            versus(row.policy_tokens_per_s, row.pytorch.as_ref())
+            render::gib(row.peak_rss_gib),
+            render::versus(row.policy_tokens_per_s, row.pytorch.as_ref())
         );
         report.steps.push(row);
     }
@@ -283,21 +282,11 @@ fn sampling_row(
     Ok(row)
 }
 
-/// `; PyTorch X tok/s (ratio), peak RSS Y` for the progress log, or nothing.
-fn versus(ours: f64, theirs: Option<&PytorchRow>) -> String {
-    theirs.map_or(String::new(), |t| {
-        format!(
-            "; PyTorch {:.1} ({:.2}x), its peak RSS {}",
-            t.tokens_per_s,
-            ours / t.tokens_per_s,
-            t.peak_rss_gib
-                .map_or("-".to_string(), |g| format!("{g:.2} GiB"))
-        )
-    })
-}
-
 fn keep_faster(best: &mut Option<PytorchRow>, row: PytorchRow) {
-    if best.as_ref().is_none_or(|b| row.tokens_per_s > b.tokens_per_s) {
+    if best
+        .as_ref()
+        .is_none_or(|b| row.tokens_per_s > b.tokens_per_s)
+    {
         *best = Some(row);
     }
 }

@@ -36,9 +36,19 @@ impl Reference {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| user_error(format!("--pytorch {}: cannot start it: {e}", python.display())))?;
+            .map_err(|e| {
+                user_error(format!(
+                    "--pytorch {}: cannot start it: {e}",
+                    python.display()
+                ))
+            })?;
         let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin pipe"))?;
-        let stdout = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout pipe"))?);
+        let stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| anyhow!("no stdout pipe"))?,
+        );
         let mut r = Reference {
             child,
             stdin,

@@ -14,8 +14,20 @@ fn tok_s(theirs: Option<&PytorchRow>) -> String {
     theirs.map_or("-".into(), |t| format!("{:.1}", t.tokens_per_s))
 }
 
-fn gib(v: Option<f64>) -> String {
+pub(super) fn gib(v: Option<f64>) -> String {
     v.map_or("-".into(), |g| format!("{g:.2} GiB"))
+}
+
+/// `; PyTorch X (ratio), its peak RSS Y` for the progress log line of a row, or nothing.
+pub(super) fn versus(ours: f64, theirs: Option<&PytorchRow>) -> String {
+    theirs.map_or(String::new(), |t| {
+        format!(
+            "; PyTorch {} ({}), its peak RSS {}",
+            tok_s(Some(t)),
+            ratio(ours, Some(t)),
+            gib(t.peak_rss_gib)
+        )
+    })
 }
 
 pub(super) fn render(r: &BenchReport) -> String {
