@@ -38,6 +38,13 @@ impl LlamaServer {
                 "1024",
                 "--n_threads",
                 "2",
+                // One token per eval: a prompt's logits then do not depend on how much of it the
+                // server reuses from the previous request's cache (batched and single-token evals
+                // round differently on AVX2, which changed a resampled completion here).
+                "--n_batch",
+                "1",
+                "--n_ubatch",
+                "1",
             ])
             .args(["--api_key", KEY])
             // OpenMP's default spin-wait starves llama.cpp on a busy machine (a 128-token reply
