@@ -204,6 +204,13 @@ pub fn forward(
     rms_norm(&x, &w.norm, cfg.rms_eps)
 }
 
+/// Above this size of one layer's attention probabilities (`B·heads·T·S` f32), attention takes
+/// the kernel that recomputes them in backward instead of keeping them
+/// ([`fused::flash_attention`]). Below it the kept probabilities cost little memory and the
+/// results stay those of the earlier kernels bit for bit (every built-in run, and SmolLM2 on
+/// GSM8K-length pairs); 4 SmolLM2 pairs of 3 × 512 packed tokens hold 85 MB per layer.
+const FLASH_MIN_PROBS_BYTES: usize = 64 << 20;
+
 /// Grouped-query attention. Query heads sharing a KV head are folded into the time axis so that
 /// K and V are never copied per query head.
 fn attention(
@@ -216,7 +223,6 @@ fn attention(
 ) -> Result<Tensor> {
     let (b, t, _) = h.dims3()?;
     let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-    let rep = nh / nkv;
     let heads = |x: Tensor, n: usize| x.reshape((b, t, n, hd));
     let q = rotary.apply(&heads(l.project(Target::Q, h)?, nh)?)?;
     let k = rotary.apply(&heads(l.project(Target::K, h)?, nkv)?)?;
@@ -234,23 +240,43 @@ fn attention(
         }
         None => (k, v),
     };
-    let s = k.dim(2)?;
+    let flash = b * nh * t * k.dim(2)? * 4 > FLASH_MIN_PROBS_BYTES;
+    l.project(Target::O, &attend(&q, &k, &v, mask, flash)?)
+}
+
+/// `softmax(q·kᵀ/√D + mask) · v` for every query head, laid out for the output projection;
+/// `flash` picks the kernel that recomputes the probabilities in backward (CPU f32 only).
+///
+/// # Shapes
+/// `q`: `[B, nh, T, D]`, `k`, `v`: `[B, nkv, S, D]`, `mask`: `[B or 1, 1, T, S]` →
+/// `[B, T, nh·D]`.
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, flash: bool) -> Result<Tensor> {
+    let (b, nh, t, hd) = q.dims4()?;
+    let (nkv, s) = (k.dim(1)?, k.dim(2)?);
+    let rep = nh / nkv;
     let scale = 1.0 / (hd as f64).sqrt();
     let q = q.reshape((b, nkv, rep * t, hd))?;
-    let probs = if fused::applies(&q) && fused::applies(mask) {
-        fused::attention_probs(&q, &k, mask, scale)?
+    let fused = fused::applies(&q) && fused::applies(mask);
+    if fused && flash {
+        let kv = Tensor::cat(&[k, v], 3)?;
+        return fused::flash_attention(&q, &kv, mask, scale)?
+            .reshape((b, nkv, rep, t, hd))?
+            .permute((0, 3, 1, 2, 4))?
+            .reshape((b, t, nh * hd));
+    }
+    let probs = if fused {
+        fused::attention_probs(&q, k, mask, scale)?
     } else {
         let scores = q.matmul(&k.t()?)?.reshape((b, nkv, rep, t, s))?;
         let masked = (scores * scale)?.broadcast_add(&mask.unsqueeze(1)?)?;
         softmax_last(&masked)?.reshape((b, nkv, rep * t, s))?
     };
-    let out = if fused::applies(&probs) && fused::applies(&v) {
-        fused::attention_out(&probs, &v, t)?
+    if fused::applies(&probs) && fused::applies(v) {
+        fused::attention_out(&probs, v, t)
     } else {
-        let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
-        out.reshape((b, t, nh * hd))?
-    };
-    l.project(Target::O, &out)
+        let out = probs.matmul(v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?;
+        out.reshape((b, t, nh * hd))
+    }
 }
 
 /// Logits of the rows of `hidden` listed in `rows` (only those positions pay for the head).
@@ -271,4 +297,48 @@ pub fn logits_all(w: &Weights, hidden: &Tensor) -> Result<Tensor> {
     let (b, t, hsz) = hidden.dims3()?;
     let out = matmul_t(&hidden.reshape((b * t, hsz))?, w.head())?;
     out.reshape((b, t, ())).and_then(|x| x.to_dtype(DType::F32))
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+
+    use super::{attend, causal_mask};
+
+    fn grads(vars: &[&Var], probe: &Tensor, mask: &Tensor, flash: bool) -> Vec<Tensor> {
+        let t: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let out = attend(&t[0], &t[1], &t[2], mask, flash).unwrap();
+        let g = (&out * probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let mut all = vec![out];
+        all.extend(vars.iter().map(|v| g.get(v.as_tensor()).unwrap().clone()));
+        all
+    }
+
+    /// Three query heads per KV head, T = S = 70 with the causal mask: both kernels give the same
+    /// output and the same gradients for q, k and v (to f32 rounding).
+    #[test]
+    fn flash_and_kept_probability_attention_agree_with_grouped_heads() {
+        let dev = Device::Cpu;
+        let var =
+            |d: &[usize]| Var::from_tensor(&Tensor::randn(0f32, 1.0, d, &dev).unwrap()).unwrap();
+        let (q, k, v) = (
+            var(&[2, 6, 70, 8]),
+            var(&[2, 2, 70, 8]),
+            var(&[2, 2, 70, 8]),
+        );
+        let mask = causal_mask(70, 0, &dev).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, (2, 70, 48), &dev).unwrap();
+        let flash = grads(&[&q, &k, &v], &probe, &mask, true);
+        let kept = grads(&[&q, &k, &v], &probe, &mask, false);
+        for (i, (a, b)) in flash.iter().zip(&kept).enumerate() {
+            let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+            let max = diff.max(0).unwrap().to_scalar::<f32>().unwrap();
+            assert!(max <= 1e-5, "tensor {i}: max difference {max}");
+        }
+    }
 }

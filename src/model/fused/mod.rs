@@ -3,6 +3,7 @@
 
 mod attention;
 mod attn_out;
+mod flash;
 mod logprob;
 mod rms_norm;
 mod rope;
@@ -14,6 +15,7 @@ mod testing;
 
 pub use attention::attention_probs;
 pub use attn_out::attention_out;
+pub use flash::flash_attention;
 pub use logprob::target_logprobs;
 pub use rms_norm::rms_norm;
 pub use rope::{RopeTable, rope_transpose};

@@ -1,0 +1,405 @@
+//! Attention `softmax(scale · q·kᵀ + mask) · v` as one op that never stores the probabilities:
+//! the forward keeps its output only, and the backward recomputes the probabilities one block of
+//! query rows at a time. A layer then holds `O(R·D)` for its gradient instead of the
+//! `[B, G, R, S]` probabilities, the term that grows with the square of the sequence length.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use super::f32_slice;
+use super::softmax::softmax_in_place;
+
+/// Query rows per block: a task's only `S`-long buffers are one block of probabilities and of
+/// their gradient.
+const ROWS: usize = 64;
+
+struct Flash {
+    scale: f32,
+}
+
+/// Dimensions of one call: `g` KV groups, `r` query rows per group (heads per group × T), `t`
+/// query positions, `s` key positions, `d` head dim, `bm` mask rows (1 or B).
+#[derive(Clone, Copy)]
+struct Dims {
+    g: usize,
+    r: usize,
+    t: usize,
+    s: usize,
+    d: usize,
+    bm: usize,
+}
+
+fn dims(q: &Layout, kv: &Layout, mask: &Layout) -> Result<Dims> {
+    let (b, g, r, d) = q.shape().dims4()?;
+    let (kb, kg, s, kd) = kv.shape().dims4()?;
+    let (bm, one, t, ms) = mask.shape().dims4()?;
+    let bad_mask = one != 1 || ms != s || (bm != 1 && bm != b) || t == 0 || r % t != 0;
+    if (kb, kg, kd) != (b, g, 2 * d) || bad_mask {
+        bail!(
+            "flash-attention: q {:?}, kv {:?}, mask {:?}",
+            q.dims(),
+            kv.dims(),
+            mask.dims()
+        );
+    }
+    Ok(Dims { g, r, t, s, d, bm })
+}
+
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`; each operand given by its pointer, column
+/// stride and row stride (in elements).
+///
+/// # Safety
+/// Every pointer with its strides must address an `m×n`, `m×k` or `k×n` matrix inside one
+/// allocation, and `dst` must not overlap the others.
+#[allow(clippy::too_many_arguments)]
+unsafe fn mm(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, isize, isize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+    accumulate: bool,
+) {
+    // SAFETY: the caller's contract is gemm's.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1,
+            dst.2,
+            accumulate,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// One group's operands: its `r × d` queries and `s × 2d` keys-and-values, and the mask rows.
+struct Group<'a> {
+    q: &'a [f32],
+    kv: &'a [f32],
+    mask: &'a [f32],
+}
+
+impl Group<'_> {
+    /// Writes into `p` (`n × s`) the probabilities of query rows `row0 .. row0 + n`.
+    fn probs(&self, dm: Dims, scale: f32, row0: usize, n: usize, p: &mut [f32]) {
+        let (s, d) = (dm.s, dm.d);
+        // SAFETY: p is n×s row-major; the queries rows row0.. are n×d row-major inside q; kᵀ
+        // (d×s) reads kv's first d columns, column stride 2d.
+        unsafe {
+            mm(
+                (n, s, d),
+                (p.as_mut_ptr(), 1, s as isize),
+                (self.q[row0 * d..].as_ptr(), 1, d as isize),
+                (self.kv.as_ptr(), 2 * d as isize, 1),
+                false,
+            )
+        };
+        for (i, row) in p.chunks_mut(s).enumerate() {
+            let m = &self.mask[((row0 + i) % dm.t) * s..][..s];
+            for (x, m) in row.iter_mut().zip(m) {
+                *x = *x * scale + m;
+            }
+            softmax_in_place(row);
+        }
+    }
+}
+
+impl Flash {
+    fn group<'a>(
+        &self,
+        dm: Dims,
+        bg: usize,
+        q: &'a [f32],
+        kv: &'a [f32],
+        m: &'a [f32],
+    ) -> Group<'a> {
+        let mrow = if dm.bm == 1 { 0 } else { bg / dm.g };
+        Group {
+            q: &q[bg * dm.r * dm.d..(bg + 1) * dm.r * dm.d],
+            kv: &kv[bg * dm.s * 2 * dm.d..(bg + 1) * dm.s * 2 * dm.d],
+            mask: &m[mrow * dm.t * dm.s..(mrow + 1) * dm.t * dm.s],
+        }
+    }
+}
+
+impl CustomOp3 for Flash {
+    fn name(&self) -> &'static str {
+        "flash-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, kv, mask) = (
+            f32_slice(s1, l1, self.name())?,
+            f32_slice(s2, l2, self.name())?,
+            f32_slice(s3, l3, self.name())?,
+        );
+        let dm = dims(l1, l2, l3)?;
+        let (r, s, d) = (dm.r, dm.s, dm.d);
+        let mut out = vec![0f32; q.len()];
+        out.par_chunks_mut(r * d).enumerate().for_each(|(bg, o)| {
+            let grp = self.group(dm, bg, q, kv, mask);
+            o.par_chunks_mut(ROWS * d)
+                .enumerate()
+                .for_each(|(blk, ob)| {
+                    let (row0, n) = (blk * ROWS, ob.len() / d);
+                    let mut p = vec![0f32; n * s];
+                    grp.probs(dm, self.scale, row0, n, &mut p);
+                    // SAFETY: ob is n×d row-major, p n×s row-major, v (s×d) kv's last d columns,
+                    // row stride 2d.
+                    unsafe {
+                        mm(
+                            (n, d, s),
+                            (ob.as_mut_ptr(), 1, d as isize),
+                            (p.as_ptr(), 1, s as isize),
+                            (grp.kv[d..].as_ptr(), 1, 2 * d as isize),
+                            false,
+                        )
+                    };
+                });
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        kv: &Tensor,
+        mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // delta_i = Σ_j p_ij · dp_ij = do_i · o_i, the softmax gradient's row term.
+        let grad = grad.contiguous()?;
+        let delta = (&grad * res)?.sum_keepdim(3)?.contiguous()?;
+        let (dq, dkv) = self.backward(&[q, kv, mask, &grad, &delta])?;
+        Ok((Some(dq), Some(dkv), None))
+    }
+}
+
+/// The contiguous f32 CPU data of a tensor, for the backward's plain-Rust loops.
+fn cpu_data(t: &Tensor) -> Result<Vec<f32>> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(c) = &*storage else {
+        bail!("flash-attention: expected a CPU tensor");
+    };
+    Ok(f32_slice(c, layout, "flash-attention")?.to_vec())
+}
+
+impl Flash {
+    /// `dq` and `dkv` from q, kv, mask, the output's gradient `do` and `delta` (`[B, G, R, 1]`).
+    fn backward(&self, t: &[&Tensor; 5]) -> Result<(Tensor, Tensor)> {
+        let dm = dims(t[0].layout(), t[1].layout(), t[2].layout())?;
+        let data = t.iter().map(|x| cpu_data(x)).collect::<Result<Vec<_>>>()?;
+        let [q, kv, mask, dout, delta] = &data[..] else {
+            bail!("flash-attention: five operands");
+        };
+        let (r, s, d) = (dm.r, dm.s, dm.d);
+        let mut dq = vec![0f32; q.len()];
+        let mut dkv = vec![0f32; kv.len()];
+        // Row chunks per group so that a batch of one still fills every thread.
+        let groups = q.len() / (r * d);
+        let per_group = (2 * rayon::current_num_threads()).div_ceil(groups.max(1));
+        let chunk_rows = r.div_ceil(per_group).div_ceil(ROWS).max(1) * ROWS;
+        dq.par_chunks_mut(r * d)
+            .zip(dkv.par_chunks_mut(s * 2 * d))
+            .enumerate()
+            .for_each(|(bg, (dqg, dkvg))| {
+                let grp = self.group(dm, bg, q, kv, mask);
+                let partials: Vec<Vec<f32>> = dqg
+                    .par_chunks_mut(chunk_rows * d)
+                    .enumerate()
+                    .map(|(c, dqc)| {
+                        let row0 = c * chunk_rows;
+                        let rows = row0..row0 + dqc.len() / d;
+                        let (o, dl) = (&dout[bg * r * d..], &delta[bg * r..]);
+                        self.chunk_grads(dm, &grp, rows, (o, dl), dqc)
+                    })
+                    .collect();
+                for part in partials {
+                    dkvg.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+                }
+            });
+        let dev = t[0].device();
+        Ok((
+            Tensor::from_vec(dq, t[0].shape(), dev)?,
+            Tensor::from_vec(dkv, t[1].shape(), dev)?,
+        ))
+    }
+
+    /// The gradients of one chunk of query rows: writes `dq` of those rows into `dqc` and returns
+    /// their contribution to the group's `dkv` (`s × 2d`).
+    fn chunk_grads(
+        &self,
+        dm: Dims,
+        grp: &Group,
+        rows: std::ops::Range<usize>,
+        (dout, delta): (&[f32], &[f32]),
+        dqc: &mut [f32],
+    ) -> Vec<f32> {
+        let (s, d) = (dm.s, dm.d);
+        let mut dkv = vec![0f32; s * 2 * d];
+        let mut p = vec![0f32; ROWS * s];
+        let mut dp = vec![0f32; ROWS * s];
+        for row0 in rows.clone().step_by(ROWS) {
+            let n = ROWS.min(rows.end - row0);
+            let (p, dp) = (&mut p[..n * s], &mut dp[..n * s]);
+            grp.probs(dm, self.scale, row0, n, p);
+            let dob = &dout[row0 * d..(row0 + n) * d];
+            // SAFETY (all four products): p and dp are n×s row-major, dob and the queries n×d
+            // row-major, k and v the s×d halves of kv (row stride 2d), dqc's rows row0.. n×d
+            // inside the chunk, dkv s×2d row-major.
+            unsafe {
+                // dp = do · vᵀ
+                mm(
+                    (n, s, d),
+                    (dp.as_mut_ptr(), 1, s as isize),
+                    (dob.as_ptr(), 1, d as isize),
+                    (grp.kv[d..].as_ptr(), 2 * d as isize, 1),
+                    false,
+                );
+            }
+            for (i, (pr, dpr)) in p.chunks(s).zip(dp.chunks_mut(s)).enumerate() {
+                let dl = delta[row0 + i];
+                for (g, y) in dpr.iter_mut().zip(pr) {
+                    *g = self.scale * y * (*g - dl);
+                }
+            }
+            let local = (row0 - rows.start) * d;
+            unsafe {
+                // dq = ds · k
+                mm(
+                    (n, d, s),
+                    (dqc[local..].as_mut_ptr(), 1, d as isize),
+                    (dp.as_ptr(), 1, s as isize),
+                    (grp.kv.as_ptr(), 1, 2 * d as isize),
+                    false,
+                );
+                // dk += dsᵀ · q
+                mm(
+                    (s, d, n),
+                    (dkv.as_mut_ptr(), 1, 2 * d as isize),
+                    (dp.as_ptr(), s as isize, 1),
+                    (grp.q[row0 * d..].as_ptr(), 1, d as isize),
+                    true,
+                );
+                // dv += pᵀ · do
+                mm(
+                    (s, d, n),
+                    (dkv[d..].as_mut_ptr(), 1, 2 * d as isize),
+                    (p.as_ptr(), s as isize, 1),
+                    (dob.as_ptr(), 1, d as isize),
+                    true,
+                );
+            }
+        }
+        dkv
+    }
+}
+
+/// `softmax(scale · q·kᵀ + mask) · v` per KV group, the probabilities recomputed in backward
+/// instead of kept; the mask gets no gradient. Query heads sharing a KV head are stacked in `q`'s
+/// third dim (`heads per group × T` rows); `kv` holds k and v side by side in its last dim.
+///
+/// # Shapes
+/// `q`: `[B, G, R, D]`, `kv`: `[B, G, S, 2·D]`, `mask`: `[B or 1, 1, T, S]` with `R` a multiple
+/// of `T`, all f32 on the CPU → `[B, G, R, D]`.
+pub fn flash_attention(q: &Tensor, kv: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    let op = Flash {
+        scale: scale as f32,
+    };
+    q.contiguous()?
+        .apply_op3(&kv.contiguous()?, &mask.contiguous()?, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Tensor, Var};
+
+    use super::super::testing::{grads_of, randn, rel_diff};
+    use super::flash_attention;
+    use crate::model::ops::softmax_last_composed;
+
+    /// q `[2, 3, 2·T, 4]` (two heads per group), kv `[2, 3, S, 8]`, mask `[2 or 1, 1, T, S]`.
+    fn composed(q: &Tensor, kv: &Tensor, mask: &Tensor, t: usize) -> candle_core::Result<Tensor> {
+        let (k, v) = (kv.narrow(3, 0, 4)?, kv.narrow(3, 4, 4)?);
+        let s = k.dim(2)?;
+        let scores = q.matmul(&k.t()?)?.reshape((2, 3, 2, t, s))?;
+        let x = (scores * 0.5)?.broadcast_add(&mask.unsqueeze(1)?)?;
+        softmax_last_composed(&x)?
+            .reshape((2, 3, 2 * t, s))?
+            .matmul(&v.contiguous()?)
+    }
+
+    /// A random mask with one key hidden from every query (as padding is).
+    fn mask(t: usize, s: usize) -> candle_core::Result<Tensor> {
+        let m = randn(&[2, 1, t, s], 2.0)?;
+        let mut hidden = vec![0f32; s];
+        hidden[s - 2] = f32::NEG_INFINITY;
+        m.broadcast_add(&Tensor::new(hidden, m.device())?)
+    }
+
+    /// T = 75 makes 150 rows per group: two full blocks of 64 and a partial one.
+    #[test]
+    fn flash_attention_equals_matmul_mask_softmax_matmul() -> candle_core::Result<()> {
+        for (t, s) in [(5, 7), (75, 80)] {
+            let (q, kv, m) = (
+                randn(&[2, 3, 2 * t, 4], 1.0)?,
+                randn(&[2, 3, s, 8], 1.0)?,
+                mask(t, s)?,
+            );
+            let got = flash_attention(&q, &kv, &m, 0.5)?;
+            let d = rel_diff(&got, &composed(&q, &kv, &m, t)?)?;
+            assert!(d <= 1e-6, "T = {t}: relative difference {d}");
+            let shared = m.narrow(0, 0, 1)?;
+            let d = rel_diff(
+                &flash_attention(&q, &kv, &shared, 0.5)?,
+                &composed(&q, &kv, &shared.repeat((2, 1, 1, 1))?, t)?,
+            )?;
+            assert!(
+                d <= 1e-6,
+                "T = {t}, one mask for every row: relative difference {d}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn flash_attention_gradients_equal_the_composed_gradients() -> candle_core::Result<()> {
+        for (t, s) in [(5, 7), (75, 80)] {
+            let q = Var::from_tensor(&randn(&[2, 3, 2 * t, 4], 1.0)?)?;
+            let kv = Var::from_tensor(&randn(&[2, 3, s, 8], 1.0)?)?;
+            let (m, probe) = (mask(t, s)?, randn(&[2, 3, 2 * t, 4], 1.0)?);
+            let fused = grads_of(&[&q, &kv], &probe, |x| {
+                flash_attention(&x[0], &x[1], &m, 0.5)
+            })?;
+            let reference = grads_of(&[&q, &kv], &probe, |x| composed(&x[0], &x[1], &m, t))?;
+            for (a, b) in fused.iter().zip(&reference) {
+                let d = rel_diff(a, b)?;
+                assert!(d <= 1e-5, "T = {t}: relative difference {d}");
+            }
+        }
+        Ok(())
+    }
+}
