@@ -75,19 +75,17 @@ pub fn write_plots(
     weights: &[f64],
     evals: &[(String, &EvalResult)],
 ) -> Result<()> {
-    let all = |label: &str, f: fn(&StepMetrics) -> f64| Series {
-        label: label.to_string(),
-        points: metrics.iter().map(|m| (m.step as f64, f(m))).collect(),
-    };
     // The rewards curves skip steps of anchors only, which have no pair to average.
-    let curve = |label: &str, f: fn(&StepMetrics) -> f64| Series {
+    let series = |label: &str, rewards: bool, f: fn(&StepMetrics) -> f64| Series {
         label: label.to_string(),
         points: metrics
             .iter()
-            .filter(|m| m.has_rewards())
+            .filter(|m| !rewards || m.has_rewards())
             .map(|m| (m.step as f64, f(m)))
             .collect(),
     };
+    let all = |label: &str, f: fn(&StepMetrics) -> f64| series(label, false, f);
+    let curve = |label: &str, f: fn(&StepMetrics) -> f64| series(label, true, f);
     if !metrics.is_empty() {
         line_chart(
             "training loss",

@@ -208,25 +208,15 @@ fn step_row(
     (pairs, seq): (usize, usize),
     peak: f64,
     reps: u64,
-    mut reference: Option<&mut Reference>,
+    reference: Option<&mut Reference>,
 ) -> Result<StepResult> {
     let fresh = reset_peak_rss();
     let mut bench = StepBench::new(model, pairs, seq)?;
     bench.once()?; // warm-up
     let tokens = pairs * 2 * seq;
-    let mut best: Option<StepTimes> = None;
-    let mut theirs: Option<PytorchRow> = None;
-    for _ in 0..reps {
-        let t = bench.once()?;
-        if best.is_none_or(|b| t.total() < b.total()) {
-            best = Some(t);
-        }
-        if let Some(r) = reference.as_deref_mut() {
-            keep_faster(&mut theirs, r.step(pairs, seq, tokens)?);
-        }
-    }
+    let theirs = reference.map(|r| move || r.step(pairs, seq, tokens));
+    let (t, theirs) = best_of(reps, || bench.once(), |t| -t.total(), theirs)?;
     let ours_rss = fresh.then(peak_rss_gib);
-    let t = best.ok_or_else(|| anyhow::anyhow!("no timed repetition"))?;
     let seconds = t.total();
     let params = model.policy.config.param_count() as f64;
     // Per token: 2·params for the reference forward, 2 for the policy forward, 2 for the input
@@ -260,33 +250,45 @@ fn sampling_row(
     weights: &Weights,
     batch: usize,
     args: &BenchArgs,
-    mut reference: Option<&mut Reference>,
+    reference: Option<&mut Reference>,
 ) -> Result<SampleResult> {
     sample_once(model, weights, batch, args.new_tokens)?; // warm-up
-    let mut best: Option<SampleResult> = None;
-    let mut theirs: Option<PytorchRow> = None;
-    for _ in 0..args.reps {
-        let row = sample_once(model, weights, batch, args.new_tokens)?;
-        if best
-            .as_ref()
-            .is_none_or(|b| row.new_tokens_per_s > b.new_tokens_per_s)
-        {
-            best = Some(row);
-        }
-        if let Some(r) = reference.as_deref_mut() {
-            keep_faster(&mut theirs, r.sample(batch, args.new_tokens)?);
-        }
-    }
-    let mut row = best.ok_or_else(|| anyhow::anyhow!("no timed repetition"))?;
+    let theirs = reference.map(|r| move || r.sample(batch, args.new_tokens));
+    let (mut row, theirs) = best_of(
+        args.reps,
+        || sample_once(model, weights, batch, args.new_tokens),
+        |r| r.new_tokens_per_s,
+        theirs,
+    )?;
     row.pytorch = theirs;
     Ok(row)
 }
 
-fn keep_faster(best: &mut Option<PytorchRow>, row: PytorchRow) {
-    if best
-        .as_ref()
-        .is_none_or(|b| row.tokens_per_s > b.tokens_per_s)
-    {
-        *best = Some(row);
+/// `reps` rounds of one timed run of ours followed, when PyTorch runs, by one of its; the best of
+/// each side counts (ours by `score`, higher is better; PyTorch's by tokens/s).
+fn best_of<T>(
+    reps: u64,
+    mut ours: impl FnMut() -> Result<T>,
+    score: impl Fn(&T) -> f64,
+    mut theirs: Option<impl FnMut() -> Result<PytorchRow>>,
+) -> Result<(T, Option<PytorchRow>)> {
+    let mut best: Option<T> = None;
+    let mut best_theirs: Option<PytorchRow> = None;
+    for _ in 0..reps {
+        let row = ours()?;
+        if best.as_ref().is_none_or(|b| score(&row) > score(b)) {
+            best = Some(row);
+        }
+        if let Some(run) = theirs.as_mut() {
+            let row = run()?;
+            if best_theirs
+                .as_ref()
+                .is_none_or(|b| row.tokens_per_s > b.tokens_per_s)
+            {
+                best_theirs = Some(row);
+            }
+        }
     }
+    let best = best.ok_or_else(|| anyhow::anyhow!("no timed repetition"))?;
+    Ok((best, best_theirs))
 }
