@@ -94,14 +94,30 @@ struct Group<'a> {
 }
 
 impl Group<'_> {
-    /// Writes into `p` (`n × s`) the probabilities of query rows `row0 .. row0 + n`.
-    fn probs(&self, dm: Dims, scale: f32, row0: usize, n: usize, p: &mut [f32]) {
+    /// The keys that rows `row0 .. row0 + n` can see at all: one past the last key whose mask is
+    /// not −∞ in any of those rows (a causal block sees none of the keys after its last row).
+    /// Probabilities past it are exactly 0, so every product below stops there.
+    fn visible(&self, dm: Dims, row0: usize, n: usize) -> usize {
+        (row0..row0 + n)
+            .map(|i| {
+                let m = &self.mask[(i % dm.t) * dm.s..][..dm.s];
+                m.iter()
+                    .rposition(|&x| x != f32::NEG_INFINITY)
+                    .map_or(0, |j| j + 1)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Writes into the first `len` columns of `p` (`n × s`) the probabilities of query rows
+    /// `row0 .. row0 + n` over the first `len` keys, the keys after them being masked.
+    fn probs(&self, dm: Dims, scale: f32, (row0, n, len): (usize, usize, usize), p: &mut [f32]) {
         let (s, d) = (dm.s, dm.d);
-        // SAFETY: p is n×s row-major; the queries rows row0.. are n×d row-major inside q; kᵀ
-        // (d×s) reads kv's first d columns, column stride 2d.
+        // SAFETY: p is n×s row-major (the first len columns written); the queries rows row0.. are
+        // n×d row-major inside q; kᵀ (d×len) reads kv's first d columns, column stride 2d.
         unsafe {
             mm(
-                (n, s, d),
+                (n, len, d),
                 (p.as_mut_ptr(), 1, s as isize),
                 (self.q[row0 * d..].as_ptr(), 1, d as isize),
                 (self.kv.as_ptr(), 2 * d as isize, 1),
@@ -109,7 +125,8 @@ impl Group<'_> {
             )
         };
         for (i, row) in p.chunks_mut(s).enumerate() {
-            let m = &self.mask[((row0 + i) % dm.t) * s..][..s];
+            let m = &self.mask[((row0 + i) % dm.t) * s..][..len];
+            let row = &mut row[..len];
             for (x, m) in row.iter_mut().zip(m) {
                 *x = *x * scale + m;
             }
@@ -164,13 +181,14 @@ impl CustomOp3 for Flash {
                 .enumerate()
                 .for_each(|(blk, ob)| {
                     let (row0, n) = (blk * ROWS, ob.len() / d);
+                    let len = grp.visible(dm, row0, n);
                     let mut p = vec![0f32; n * s];
-                    grp.probs(dm, self.scale, row0, n, &mut p);
-                    // SAFETY: ob is n×d row-major, p n×s row-major, v (s×d) kv's last d columns,
+                    grp.probs(dm, self.scale, (row0, n, len), &mut p);
+                    // SAFETY: ob is n×d row-major, p n×s row-major, v (len×d) kv's last d columns,
                     // row stride 2d.
                     unsafe {
                         mm(
-                            (n, d, s),
+                            (n, d, len),
                             (ob.as_mut_ptr(), 1, d as isize),
                             (p.as_ptr(), 1, s as isize),
                             (grp.kv[d..].as_ptr(), 1, 2 * d as isize),
@@ -264,16 +282,17 @@ impl Flash {
         let mut dp = vec![0f32; ROWS * s];
         for row0 in rows.clone().step_by(ROWS) {
             let n = ROWS.min(rows.end - row0);
+            let len = grp.visible(dm, row0, n);
             let (p, dp) = (&mut p[..n * s], &mut dp[..n * s]);
-            grp.probs(dm, self.scale, row0, n, p);
+            grp.probs(dm, self.scale, (row0, n, len), p);
             let dob = &dout[row0 * d..(row0 + n) * d];
-            // SAFETY (all four products): p and dp are n×s row-major, dob and the queries n×d
+            // SAFETY (all four products, over the first len keys): p and dp are n×s row-major, dob and the queries n×d
             // row-major, k and v the s×d halves of kv (row stride 2d), dqc's rows row0.. n×d
             // inside the chunk, dkv s×2d row-major.
             unsafe {
                 // dp = do · vᵀ
                 mm(
-                    (n, s, d),
+                    (n, len, d),
                     (dp.as_mut_ptr(), 1, s as isize),
                     (dob.as_ptr(), 1, d as isize),
                     (grp.kv[d..].as_ptr(), 2 * d as isize, 1),
@@ -281,6 +300,7 @@ impl Flash {
                 );
             }
             for (i, (pr, dpr)) in p.chunks(s).zip(dp.chunks_mut(s)).enumerate() {
+                let (pr, dpr) = (&pr[..len], &mut dpr[..len]);
                 let dl = delta[row0 + i];
                 for (g, y) in dpr.iter_mut().zip(pr) {
                     *g = self.scale * y * (*g - dl);
@@ -290,7 +310,7 @@ impl Flash {
             unsafe {
                 // dq = ds · k
                 mm(
-                    (n, d, s),
+                    (n, d, len),
                     (dqc[local..].as_mut_ptr(), 1, d as isize),
                     (dp.as_ptr(), 1, s as isize),
                     (grp.kv.as_ptr(), 1, 2 * d as isize),
@@ -298,7 +318,7 @@ impl Flash {
                 );
                 // dk += dsᵀ · q
                 mm(
-                    (s, d, n),
+                    (len, d, n),
                     (dkv.as_mut_ptr(), 1, 2 * d as isize),
                     (dp.as_ptr(), s as isize, 1),
                     (grp.q[row0 * d..].as_ptr(), 1, d as isize),
@@ -306,7 +326,7 @@ impl Flash {
                 );
                 // dv += pᵀ · do
                 mm(
-                    (s, d, n),
+                    (len, d, n),
                     (dkv[d..].as_mut_ptr(), 1, 2 * d as isize),
                     (p.as_ptr(), s as isize, 1),
                     (dob.as_ptr(), 1, d as isize),
@@ -381,6 +401,29 @@ mod tests {
                 d <= 1e-6,
                 "T = {t}, one mask for every row: relative difference {d}"
             );
+        }
+        Ok(())
+    }
+
+    /// A causal mask over 5 past keys: the first block of 64 rows sees only 69 of the 80 keys,
+    /// so its products stop early; the result must not change.
+    #[test]
+    fn flash_attention_skips_keys_no_row_of_a_block_sees() -> candle_core::Result<()> {
+        let m = crate::model::decoder::causal_mask(75, 5, &candle_core::Device::Cpu)?;
+        let q = Var::from_tensor(&randn(&[2, 3, 150, 4], 1.0)?)?;
+        let kv = Var::from_tensor(&randn(&[2, 3, 80, 8], 1.0)?)?;
+        let probe = randn(&[2, 3, 150, 4], 1.0)?;
+        let got = flash_attention(&q, &kv, &m, 0.5)?;
+        let want = composed(&q, &kv, &m.repeat((2, 1, 1, 1))?, 75)?;
+        let d = rel_diff(&got, &want)?;
+        assert!(d <= 1e-6, "relative difference {d}");
+        let fused = grads_of(&[&q, &kv], &probe, |x| {
+            flash_attention(&x[0], &x[1], &m, 0.5)
+        })?;
+        let reference = grads_of(&[&q, &kv], &probe, |x| composed(&x[0], &x[1], &m, 75))?;
+        for (a, b) in fused.iter().zip(&reference) {
+            let d = rel_diff(a, b)?;
+            assert!(d <= 1e-5, "relative difference {d}");
         }
         Ok(())
     }
