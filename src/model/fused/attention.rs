@@ -6,37 +6,11 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::f32_slice;
 use super::softmax::{SoftmaxGrad, softmax_in_place};
+use super::{AttnDims, attn_dims, f32_slice};
 
 struct AttnProbs {
     scale: f32,
-}
-
-/// Dimensions of one call: `b` rows, `g` KV groups, `r` query rows per group (heads per group ×
-/// T), `t` query positions, `s` key positions, `d` head dim, `bm` mask rows (1 or `b`).
-struct Dims {
-    g: usize,
-    r: usize,
-    t: usize,
-    s: usize,
-    d: usize,
-    bm: usize,
-}
-
-fn dims(q: &Layout, k: &Layout, mask: &Layout) -> Result<Dims> {
-    let (b, g, r, d) = q.shape().dims4()?;
-    let (kb, kg, s, kd) = k.shape().dims4()?;
-    let (bm, one, t, ms) = mask.shape().dims4()?;
-    if (kb, kg, kd) != (b, g, d) || one != 1 || ms != s || (bm != 1 && bm != b) || r % t != 0 {
-        bail!(
-            "attention-probs: q {:?}, k {:?}, mask {:?}",
-            q.dims(),
-            k.dims(),
-            mask.dims()
-        );
-    }
-    Ok(Dims { g, r, t, s, d, bm })
 }
 
 impl CustomOp3 for AttnProbs {
@@ -58,7 +32,7 @@ impl CustomOp3 for AttnProbs {
             f32_slice(s2, l2, self.name())?,
         );
         let mask = f32_slice(s3, l3, self.name())?;
-        let Dims { g, r, t, s, d, bm } = dims(l1, l2, l3)?;
+        let AttnDims { g, r, t, s, d, bm } = attn_dims(self.name(), l1, l2, l3, 1)?;
         let mut out = vec![0f32; q.len() / d * s];
         out.par_chunks_mut(r * s).enumerate().for_each(|(bg, o)| {
             let (qb, kb) = (

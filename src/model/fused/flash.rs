@@ -7,8 +7,8 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor,
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::f32_slice;
 use super::softmax::softmax_in_place;
+use super::{AttnDims, attn_dims, f32_slice};
 
 /// Query rows per block: a task's only `S`-long buffers are one block of probabilities and of
 /// their gradient.
@@ -16,34 +16,6 @@ const ROWS: usize = 64;
 
 struct Flash {
     scale: f32,
-}
-
-/// Dimensions of one call: `g` KV groups, `r` query rows per group (heads per group × T), `t`
-/// query positions, `s` key positions, `d` head dim, `bm` mask rows (1 or B).
-#[derive(Clone, Copy)]
-struct Dims {
-    g: usize,
-    r: usize,
-    t: usize,
-    s: usize,
-    d: usize,
-    bm: usize,
-}
-
-fn dims(q: &Layout, kv: &Layout, mask: &Layout) -> Result<Dims> {
-    let (b, g, r, d) = q.shape().dims4()?;
-    let (kb, kg, s, kd) = kv.shape().dims4()?;
-    let (bm, one, t, ms) = mask.shape().dims4()?;
-    let bad_mask = one != 1 || ms != s || (bm != 1 && bm != b) || t == 0 || r % t != 0;
-    if (kb, kg, kd) != (b, g, 2 * d) || bad_mask {
-        bail!(
-            "flash-attention: q {:?}, kv {:?}, mask {:?}",
-            q.dims(),
-            kv.dims(),
-            mask.dims()
-        );
-    }
-    Ok(Dims { g, r, t, s, d, bm })
 }
 
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`; each operand given by its pointer, column
@@ -97,7 +69,7 @@ impl Group<'_> {
     /// The keys that rows `row0 .. row0 + n` can see at all: one past the last key whose mask is
     /// not −∞ in any of those rows (a causal block sees none of the keys after its last row).
     /// Probabilities past it are exactly 0, so every product below stops there.
-    fn visible(&self, dm: Dims, row0: usize, n: usize) -> usize {
+    fn visible(&self, dm: AttnDims, row0: usize, n: usize) -> usize {
         (row0..row0 + n)
             .map(|i| {
                 let m = &self.mask[(i % dm.t) * dm.s..][..dm.s];
@@ -111,7 +83,13 @@ impl Group<'_> {
 
     /// Writes into the first `len` columns of `p` (`n × s`) the probabilities of query rows
     /// `row0 .. row0 + n` over the first `len` keys, the keys after them being masked.
-    fn probs(&self, dm: Dims, scale: f32, (row0, n, len): (usize, usize, usize), p: &mut [f32]) {
+    fn probs(
+        &self,
+        dm: AttnDims,
+        scale: f32,
+        (row0, n, len): (usize, usize, usize),
+        p: &mut [f32],
+    ) {
         let (s, d) = (dm.s, dm.d);
         // SAFETY: p is n×s row-major (the first len columns written); the queries rows row0.. are
         // n×d row-major inside q; kᵀ (d×len) reads kv's first d columns, column stride 2d.
@@ -138,7 +116,7 @@ impl Group<'_> {
 impl Flash {
     fn group<'a>(
         &self,
-        dm: Dims,
+        dm: AttnDims,
         bg: usize,
         q: &'a [f32],
         kv: &'a [f32],
@@ -172,7 +150,7 @@ impl CustomOp3 for Flash {
             f32_slice(s2, l2, self.name())?,
             f32_slice(s3, l3, self.name())?,
         );
-        let dm = dims(l1, l2, l3)?;
+        let dm = attn_dims(self.name(), l1, l2, l3, 2)?;
         let (r, s, d) = (dm.r, dm.s, dm.d);
         let mut out = vec![0f32; q.len()];
         out.par_chunks_mut(r * d).enumerate().for_each(|(bg, o)| {
@@ -228,7 +206,13 @@ fn cpu_data(t: &Tensor) -> Result<Vec<f32>> {
 impl Flash {
     /// `dq` and `dkv` from q, kv, mask, the output's gradient `do` and `delta` (`[B, G, R, 1]`).
     fn backward(&self, t: &[&Tensor; 5]) -> Result<(Tensor, Tensor)> {
-        let dm = dims(t[0].layout(), t[1].layout(), t[2].layout())?;
+        let dm = attn_dims(
+            "flash-attention",
+            t[0].layout(),
+            t[1].layout(),
+            t[2].layout(),
+            2,
+        )?;
         let data = t.iter().map(|x| cpu_data(x)).collect::<Result<Vec<_>>>()?;
         let [q, kv, mask, dout, delta] = &data[..] else {
             bail!("flash-attention: five operands");
@@ -270,7 +254,7 @@ impl Flash {
     /// their contribution to the group's `dkv` (`s × 2d`).
     fn chunk_grads(
         &self,
-        dm: Dims,
+        dm: AttnDims,
         grp: &Group,
         rows: std::ops::Range<usize>,
         (dout, delta): (&[f32], &[f32]),

@@ -24,6 +24,36 @@ pub use swiglu::silu_mul;
 
 use candle_core::{CpuStorage, Layout, Result, bail};
 
+/// Dimensions of an attention call: `g` KV groups, `r` query rows per group (heads per group ×
+/// T), `t` query positions, `s` key positions, `d` head dim, `bm` mask rows (1 or B).
+#[derive(Clone, Copy)]
+struct AttnDims {
+    g: usize,
+    r: usize,
+    t: usize,
+    s: usize,
+    d: usize,
+    bm: usize,
+}
+
+/// Checks q `[B, G, R, D]`, keys `[B, G, S, width·D]` (width 1: k; 2: k and v side by side) and
+/// mask `[B or 1, 1, T, S]` with `R` a multiple of `T`.
+fn attn_dims(op: &str, q: &Layout, k: &Layout, mask: &Layout, width: usize) -> Result<AttnDims> {
+    let (b, g, r, d) = q.shape().dims4()?;
+    let (kb, kg, s, kd) = k.shape().dims4()?;
+    let (bm, one, t, ms) = mask.shape().dims4()?;
+    let bad_mask = one != 1 || ms != s || (bm != 1 && bm != b) || t == 0 || r % t != 0;
+    if (kb, kg, kd) != (b, g, width * d) || bad_mask {
+        bail!(
+            "{op}: q {:?}, k {:?}, mask {:?}",
+            q.dims(),
+            k.dims(),
+            mask.dims()
+        );
+    }
+    Ok(AttnDims { g, r, t, s, d, bm })
+}
+
 /// The f32 elements a contiguous CPU tensor covers.
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
