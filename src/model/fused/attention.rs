@@ -2,7 +2,7 @@
 //! probabilities, where a matmul followed by a masked softmax also keeps the raw scores, one
 //! `[B, heads, T, S]` tensor per layer.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
