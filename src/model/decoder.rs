@@ -303,21 +303,8 @@ pub fn logits_all(w: &Weights, hidden: &Tensor) -> Result<Tensor> {
 mod tests {
     use candle_core::{Device, Tensor, Var};
 
+    use super::super::fused::testing::grads_of;
     use super::{attend, causal_mask};
-
-    fn grads(vars: &[&Var], probe: &Tensor, mask: &Tensor, flash: bool) -> Vec<Tensor> {
-        let t: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let out = attend(&t[0], &t[1], &t[2], mask, flash).unwrap();
-        let g = (&out * probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let mut all = vec![out];
-        all.extend(vars.iter().map(|v| g.get(v.as_tensor()).unwrap().clone()));
-        all
-    }
 
     /// Three query heads per KV head, T = S = 70 with the causal mask: both kernels give the same
     /// output and the same gradients for q, k and v (to f32 rounding).
@@ -333,9 +320,16 @@ mod tests {
         );
         let mask = causal_mask(70, 0, &dev).unwrap();
         let probe = Tensor::randn(0f32, 1.0, (2, 70, 48), &dev).unwrap();
-        let flash = grads(&[&q, &k, &v], &probe, &mask, true);
-        let kept = grads(&[&q, &k, &v], &probe, &mask, false);
-        for (i, (a, b)) in flash.iter().zip(&kept).enumerate() {
+        let run = |flash: bool| {
+            let out = attend(&q, &k, &v, &mask, flash).unwrap();
+            let mut all = vec![out];
+            let grads = grads_of(&[&q, &k, &v], &probe, |t| {
+                attend(&t[0], &t[1], &t[2], &mask, flash)
+            });
+            all.extend(grads.unwrap());
+            all
+        };
+        for (i, (a, b)) in run(true).iter().zip(&run(false)).enumerate() {
             let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
             let max = diff.max(0).unwrap().to_scalar::<f32>().unwrap();
             assert!(max <= 1e-5, "tensor {i}: max difference {max}");

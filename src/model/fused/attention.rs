@@ -3,11 +3,10 @@
 //! `[B, heads, T, S]` tensor per layer.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::softmax::{SoftmaxGrad, softmax_in_place};
-use super::{AttnDims, attn_dims, f32_slice};
+use super::{AttnDims, attn_dims, f32_slice, mm};
 
 struct AttnProbs {
     scale: f32,
@@ -42,26 +41,12 @@ impl CustomOp3 for AttnProbs {
             // SAFETY: o is r×s row-major, qb r×d row-major, kb s×d row-major read as kᵀ (d×s,
             // column stride d); the slices have exactly those lengths.
             unsafe {
-                gemm(
-                    r,
-                    s,
-                    d,
-                    o.as_mut_ptr(),
-                    1,
-                    s as isize,
+                mm(
+                    (r, s, d),
+                    (o.as_mut_ptr(), 1, s as isize),
+                    (qb.as_ptr(), 1, d as isize),
+                    (kb.as_ptr(), d as isize, 1),
                     false,
-                    qb.as_ptr(),
-                    1,
-                    d as isize,
-                    kb.as_ptr(),
-                    d as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 )
             };
             let mrow = if bm == 1 { 0 } else { bg / g };

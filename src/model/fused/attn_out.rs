@@ -3,10 +3,9 @@
 //! copy of it.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{f32_slice, mm};
 
 struct AttnOut {
     /// Query positions `T`; `R / T` query heads share each KV group.
@@ -51,26 +50,12 @@ impl CustomOp2 for AttnOut {
                         // d elements inside `block` (col + d ≤ width); pb is t×s and vb s×d,
                         // both row-major.
                         unsafe {
-                            gemm(
-                                t,
-                                d,
-                                s,
-                                block.as_mut_ptr().add(col),
-                                1,
-                                width as isize,
+                            mm(
+                                (t, d, s),
+                                (block.as_mut_ptr().add(col), 1, width as isize),
+                                (pb.as_ptr(), 1, s as isize),
+                                (vb.as_ptr(), 1, d as isize),
                                 false,
-                                pb.as_ptr(),
-                                1,
-                                s as isize,
-                                vb.as_ptr(),
-                                1,
-                                d as isize,
-                                0.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                Parallelism::None,
                             )
                         };
                     }

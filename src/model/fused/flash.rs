@@ -4,11 +4,10 @@
 //! `[B, G, R, S]` probabilities, the term that grows with the square of the sequence length.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::softmax::softmax_in_place;
-use super::{AttnDims, attn_dims, f32_slice};
+use super::{AttnDims, attn_dims, f32_slice, mm};
 
 /// Query rows per block: a task's only `S`-long buffers are one block of probabilities and of
 /// their gradient.
@@ -18,46 +17,6 @@ struct Flash {
     scale: f32,
 }
 
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`; each operand given by its pointer, column
-/// stride and row stride (in elements).
-///
-/// # Safety
-/// Every pointer with its strides must address an `m×n`, `m×k` or `k×n` matrix inside one
-/// allocation, and `dst` must not overlap the others.
-#[allow(clippy::too_many_arguments)]
-unsafe fn mm(
-    (m, n, k): (usize, usize, usize),
-    dst: (*mut f32, isize, isize),
-    lhs: (*const f32, isize, isize),
-    rhs: (*const f32, isize, isize),
-    accumulate: bool,
-) {
-    // SAFETY: the caller's contract is gemm's.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.1,
-            dst.2,
-            accumulate,
-            lhs.0,
-            lhs.1,
-            lhs.2,
-            rhs.0,
-            rhs.1,
-            rhs.2,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
-}
-
 /// One group's operands: its `r × d` queries and `s × 2d` keys-and-values, and the mask rows.
 struct Group<'a> {
     q: &'a [f32],
@@ -65,7 +24,17 @@ struct Group<'a> {
     mask: &'a [f32],
 }
 
-impl Group<'_> {
+impl<'a> Group<'a> {
+    /// Group `bg` (batch row × KV group) of the operands.
+    fn of(dm: AttnDims, bg: usize, q: &'a [f32], kv: &'a [f32], m: &'a [f32]) -> Self {
+        let mrow = if dm.bm == 1 { 0 } else { bg / dm.g };
+        Group {
+            q: &q[bg * dm.r * dm.d..(bg + 1) * dm.r * dm.d],
+            kv: &kv[bg * dm.s * 2 * dm.d..(bg + 1) * dm.s * 2 * dm.d],
+            mask: &m[mrow * dm.t * dm.s..(mrow + 1) * dm.t * dm.s],
+        }
+    }
+
     /// The keys that rows `row0 .. row0 + n` can see at all: one past the last key whose mask is
     /// not −∞ in any of those rows (a causal block sees none of the keys after its last row).
     /// Probabilities past it are exactly 0, so every product below stops there.
@@ -113,24 +82,6 @@ impl Group<'_> {
     }
 }
 
-impl Flash {
-    fn group<'a>(
-        &self,
-        dm: AttnDims,
-        bg: usize,
-        q: &'a [f32],
-        kv: &'a [f32],
-        m: &'a [f32],
-    ) -> Group<'a> {
-        let mrow = if dm.bm == 1 { 0 } else { bg / dm.g };
-        Group {
-            q: &q[bg * dm.r * dm.d..(bg + 1) * dm.r * dm.d],
-            kv: &kv[bg * dm.s * 2 * dm.d..(bg + 1) * dm.s * 2 * dm.d],
-            mask: &m[mrow * dm.t * dm.s..(mrow + 1) * dm.t * dm.s],
-        }
-    }
-}
-
 impl CustomOp3 for Flash {
     fn name(&self) -> &'static str {
         "flash-attention"
@@ -154,7 +105,7 @@ impl CustomOp3 for Flash {
         let (r, s, d) = (dm.r, dm.s, dm.d);
         let mut out = vec![0f32; q.len()];
         out.par_chunks_mut(r * d).enumerate().for_each(|(bg, o)| {
-            let grp = self.group(dm, bg, q, kv, mask);
+            let grp = Group::of(dm, bg, q, kv, mask);
             o.par_chunks_mut(ROWS * d)
                 .enumerate()
                 .for_each(|(blk, ob)| {
@@ -194,15 +145,6 @@ impl CustomOp3 for Flash {
     }
 }
 
-/// The contiguous f32 CPU data of a tensor, for the backward's plain-Rust loops.
-fn cpu_data(t: &Tensor) -> Result<Vec<f32>> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(c) = &*storage else {
-        bail!("flash-attention: expected a CPU tensor");
-    };
-    Ok(f32_slice(c, layout, "flash-attention")?.to_vec())
-}
-
 impl Flash {
     /// `dq` and `dkv` from q, kv, mask, the output's gradient `do` and `delta` (`[B, G, R, 1]`).
     fn backward(&self, t: &[&Tensor; 5]) -> Result<(Tensor, Tensor)> {
@@ -213,8 +155,15 @@ impl Flash {
             t[2].layout(),
             2,
         )?;
-        let data = t.iter().map(|x| cpu_data(x)).collect::<Result<Vec<_>>>()?;
-        let [q, kv, mask, dout, delta] = &data[..] else {
+        let guards: Vec<_> = t.iter().map(|x| x.storage_and_layout()).collect();
+        let data = guards
+            .iter()
+            .map(|(storage, layout)| match &**storage {
+                Storage::Cpu(c) => f32_slice(c, layout, "flash-attention"),
+                _ => bail!("flash-attention: expected a CPU tensor"),
+            })
+            .collect::<Result<Vec<&[f32]>>>()?;
+        let [q, kv, mask, dout, delta] = data[..] else {
             bail!("flash-attention: five operands");
         };
         let (r, s, d) = (dm.r, dm.s, dm.d);
@@ -228,7 +177,7 @@ impl Flash {
             .zip(dkv.par_chunks_mut(s * 2 * d))
             .enumerate()
             .for_each(|(bg, (dqg, dkvg))| {
-                let grp = self.group(dm, bg, q, kv, mask);
+                let grp = Group::of(dm, bg, q, kv, mask);
                 let partials: Vec<Vec<f32>> = dqg
                     .par_chunks_mut(chunk_rows * d)
                     .enumerate()
@@ -270,9 +219,9 @@ impl Flash {
             let (p, dp) = (&mut p[..n * s], &mut dp[..n * s]);
             grp.probs(dm, self.scale, (row0, n, len), p);
             let dob = &dout[row0 * d..(row0 + n) * d];
-            // SAFETY (all four products, over the first len keys): p and dp are n×s row-major, dob and the queries n×d
-            // row-major, k and v the s×d halves of kv (row stride 2d), dqc's rows row0.. n×d
-            // inside the chunk, dkv s×2d row-major.
+            // SAFETY (all four products, over the first len keys): p and dp are n×s row-major,
+            // dob and the queries n×d row-major, k and v the s×d halves of kv (row stride 2d),
+            // dqc's rows row0.. n×d inside the chunk, dkv s×2d row-major.
             unsafe {
                 // dp = do · vᵀ
                 mm(

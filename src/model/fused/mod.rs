@@ -11,7 +11,7 @@ mod softmax;
 mod swiglu;
 
 #[cfg(test)]
-mod testing;
+pub(super) mod testing;
 
 pub use attention::attention_probs;
 pub use attn_out::attention_out;
@@ -23,6 +23,7 @@ pub use softmax::softmax_last;
 pub use swiglu::silu_mul;
 
 use candle_core::{CpuStorage, Layout, Result, bail};
+use gemm::{Parallelism, gemm};
 
 /// Dimensions of an attention call: `g` KV groups, `r` query rows per group (heads per group ×
 /// T), `t` query positions, `s` key positions, `d` head dim, `bm` mask rows (1 or B).
@@ -52,6 +53,45 @@ fn attn_dims(op: &str, q: &Layout, k: &Layout, mask: &Layout, width: usize) -> R
         );
     }
     Ok(AttnDims { g, r, t, s, d, bm })
+}
+
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`; each operand given by its pointer, column
+/// stride and row stride (in elements). One thread: the kernels parallelise over their own blocks.
+///
+/// # Safety
+/// Every pointer with its strides must address an `m×n`, `m×k` or `k×n` matrix inside one
+/// allocation, and `dst` must not overlap the others.
+unsafe fn mm(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, isize, isize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+    accumulate: bool,
+) {
+    // SAFETY: the caller's contract is gemm's.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1,
+            dst.2,
+            accumulate,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
 }
 
 /// The f32 elements a contiguous CPU tensor covers.
