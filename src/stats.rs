@@ -37,20 +37,65 @@ pub fn t975(df: usize) -> f64 {
     }
 }
 
-/// A mean with its 95 % Student t interval: `(mean, low, high)`; a single value has no interval
-/// (`low` = `high` = the value, and `None` is returned for an empty slice).
-pub fn mean_interval(values: &[f64]) -> Option<(f64, f64, f64)> {
+/// A mean over `n` values with its 95 % Student t interval; a single value has no interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanInterval {
+    pub mean: f64,
+    pub n: usize,
+    /// `(low, high)`; `None` for one value.
+    pub interval: Option<(f64, f64)>,
+}
+
+impl MeanInterval {
+    /// The mean and interval times `scale`, one decimal: `51.8% [50.0, 53.5]` (`unit` "%"), with
+    /// a sign when `signed` (`+4.9 [+3.2, +6.7]`), or `65.6% (n = 1, no interval)`.
+    ///
+    /// ```
+    /// let m = trainer::stats::mean_interval(&[0.5]).unwrap();
+    /// assert_eq!(m.render(100.0, "%", false), "50.0% (n = 1, no interval)");
+    /// ```
+    pub fn render(&self, scale: f64, unit: &str, signed: bool) -> String {
+        let num = |v: f64| {
+            if signed {
+                format!("{:+.1}", scale * v)
+            } else {
+                format!("{:.1}", scale * v)
+            }
+        };
+        match self.interval {
+            Some((lo, hi)) => format!("{}{unit} [{}, {}]", num(self.mean), num(lo), num(hi)),
+            None => format!("{}{unit} (n = {}, no interval)", num(self.mean), self.n),
+        }
+    }
+
+    /// Whether the interval lies wholly on one side of 0; never for a value with no interval.
+    pub fn excludes_zero(&self) -> bool {
+        self.interval.is_some_and(|(lo, hi)| lo > 0.0 || hi < 0.0)
+    }
+}
+
+/// The mean of `values` with its 95 % Student t interval (`None` for an empty slice; no
+/// interval for a single value).
+pub fn mean_interval(values: &[f64]) -> Option<MeanInterval> {
     let n = values.len();
     if n == 0 {
         return None;
     }
     let mean = values.iter().sum::<f64>() / n as f64;
     if n == 1 {
-        return Some((mean, mean, mean));
+        return Some(MeanInterval {
+            mean,
+            n,
+            interval: None,
+        });
     }
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
     let half = t975(n - 1) * (var / n as f64).sqrt();
-    Some((mean, mean - half, mean + half))
+    Some(MeanInterval {
+        mean,
+        n,
+        interval: Some((mean - half, mean + half)),
+    })
 }
 
 /// McNemar's exact two-sided p-value for `b` and `c` discordant pairs: twice the binomial(b + c,
@@ -199,11 +244,20 @@ mod tests {
     /// the unrounded quantile 2.7764).
     #[test]
     fn t_intervals_use_the_table_quantile() {
-        let (m, lo, hi) = mean_interval(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let five = mean_interval(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let (m, (lo, hi)) = (five.mean, five.interval.unwrap());
         assert_eq!(m, 3.0);
         assert!((hi - m - 1.962_95).abs() < 1e-4, "{lo} {hi}");
         assert!((m - lo - (hi - m)).abs() < 1e-12);
-        assert_eq!(mean_interval(&[2.5]), Some((2.5, 2.5, 2.5)));
+        let one = mean_interval(&[2.5]).unwrap();
+        assert_eq!((one.mean, one.n, one.interval), (2.5, 1, None));
+        assert!(!one.excludes_zero(), "one value is never beyond noise");
+        assert_eq!(
+            one.render(1.0, " points", true),
+            "+2.5 points (n = 1, no interval)"
+        );
+        assert_eq!(five.render(1.0, "%", false), "3.0% [1.0, 5.0]");
+        assert!(five.excludes_zero());
         assert_eq!(mean_interval(&[]), None);
         assert_eq!(t975(1), 12.706);
         assert_eq!(t975(1000), Z95);

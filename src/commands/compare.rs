@@ -289,8 +289,8 @@ fn paired(group: &Group, baseline: &BTreeMap<String, bool>) -> Result<Paired> {
     })
 }
 
-fn pct((m, lo, hi): (f64, f64, f64)) -> String {
-    format!("{:.1}% [{:.1}, {:.1}]", 100.0 * m, 100.0 * lo, 100.0 * hi)
+fn pct_over_seeds(values: &[f64]) -> String {
+    mean_interval(values).map_or("-".into(), |m| m.render(100.0, "%", false))
 }
 
 /// The table as printed.
@@ -355,9 +355,9 @@ fn render(
             "| {cells} | {} | {}{dup} | {} | {} | {:.0} |{versus}",
             g.runs.len(),
             seed_text.join(","),
-            mean_interval(&before).map_or("-".into(), pct),
-            mean_interval(&after).map_or("-".into(), pct),
-            mean_interval(&secs).map_or(0.0, |m| m.0),
+            pct_over_seeds(&before),
+            pct_over_seeds(&after),
+            mean_interval(&secs).map_or(0.0, |m| m.mean),
         );
     }
     Ok(out)
@@ -399,15 +399,15 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         .iter()
         .filter_map(|g| {
             let after: Vec<f64> = g.runs.iter().filter_map(|r| r.after).collect();
-            let (m, lo, hi) = mean_interval(&after)?;
+            let m = mean_interval(&after)?;
             Some(Bar {
                 label: if g.columns.is_empty() {
                     "all".into()
                 } else {
                     g.columns.join("\n")
                 },
-                value: 100.0 * m,
-                interval: (after.len() > 1).then_some((100.0 * lo, 100.0 * hi)),
+                value: 100.0 * m.mean,
+                interval: m.interval.map(|(lo, hi)| (100.0 * lo, 100.0 * hi)),
             })
         })
         .collect();

@@ -15,7 +15,7 @@ use crate::plot::{Bar, bar_chart};
 use crate::recipe::{self, RecipeInput};
 use crate::run::{RunRequest, Until};
 use crate::script::{HookKind, HookSet};
-use crate::stats::mean_interval;
+use crate::stats::{MeanInterval, mean_interval};
 use crate::store::write_atomic;
 
 /// One axis of the grid: a recipe key and its values (TOML, bare words are strings).
@@ -323,9 +323,9 @@ struct Row {
     /// The cell's values only, the last axis on a second line (the chart's label and series).
     label: String,
     seeds: usize,
-    after: Option<(f64, f64, f64)>,
+    after: Option<MeanInterval>,
     /// After − before, paired by seed (mean and 95 % t interval).
-    gain: Option<(f64, f64, f64)>,
+    gain: Option<MeanInterval>,
     /// Seeds on which accuracy rose, those on which it rose by more than twice its paired
     /// standard error, and the seeds with both evals.
     improved: (usize, usize, usize),
@@ -337,10 +337,8 @@ struct Row {
 /// The paired difference of a cell to its baseline partner over the seeds both have.
 enum Versus {
     IsBaseline,
-    Diff {
-        seeds: usize,
-        interval: (f64, f64, f64),
-    },
+    NoCommonSeed,
+    Diff(MeanInterval),
 }
 
 fn rows(grid: &[Cell], outcomes: &[Outcome], baseline: Option<&Axis>) -> Vec<Row> {
@@ -379,14 +377,8 @@ fn rows(grid: &[Cell], outcomes: &[Outcome], baseline: Option<&Axis>) -> Vec<Row
                     .filter_map(|(s, a)| theirs.iter().find(|(t, _)| t == s).map(|(_, b)| a - b))
                     .collect();
                 match mean_interval(&diffs) {
-                    Some(interval) => Versus::Diff {
-                        seeds: diffs.len(),
-                        interval,
-                    },
-                    None => Versus::Diff {
-                        seeds: 0,
-                        interval: (f64::NAN, f64::NAN, f64::NAN),
-                    },
+                    Some(diff) => Versus::Diff(diff),
+                    None => Versus::NoCommonSeed,
                 }
             });
             let runs: Vec<&Outcome> = outcomes.iter().filter(|o| o.cell == name).collect();
@@ -417,9 +409,6 @@ fn rows(grid: &[Cell], outcomes: &[Outcome], baseline: Option<&Axis>) -> Vec<Row
 }
 
 fn render(rows: &[Row], baseline: Option<&Axis>) -> String {
-    let pct = |(m, lo, hi): (f64, f64, f64)| {
-        format!("{:.1}% [{:.1}, {:.1}]", 100.0 * m, 100.0 * lo, 100.0 * hi)
-    };
     let mut out = String::new();
     let head = match baseline {
         Some(b) => format!(
@@ -439,10 +428,12 @@ fn render(rows: &[Row], baseline: Option<&Axis>) -> String {
         if baseline.is_some() { " --- |" } else { "" }
     );
     for r in rows {
-        let after = r.after.map_or("-".to_string(), pct);
-        let gain = r.gain.map_or("-".to_string(), |(m, lo, hi)| {
-            format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * m, 100.0 * lo, 100.0 * hi)
-        });
+        let after = r
+            .after
+            .map_or("-".to_string(), |a| a.render(100.0, "%", false));
+        let gain = r
+            .gain
+            .map_or("-".to_string(), |g| g.render(100.0, "", true));
         let improved = format!(
             "{}/{} ({} beyond 2 SE)",
             r.improved.0, r.improved.2, r.improved.1
@@ -453,21 +444,20 @@ fn render(rows: &[Row], baseline: Option<&Axis>) -> String {
         let versus = match &r.versus {
             None => String::new(),
             Some(Versus::IsBaseline) => " baseline |".to_string(),
-            Some(Versus::Diff { seeds: 0, .. }) => " no common seed |".to_string(),
-            Some(Versus::Diff {
-                seeds,
-                interval: (m, lo, hi),
-            }) => {
-                let beyond = if *lo > 0.0 || *hi < 0.0 {
+            Some(Versus::NoCommonSeed) => " no common seed |".to_string(),
+            Some(Versus::Diff(d)) => {
+                let noise = if d.excludes_zero() {
                     ""
+                } else if d.interval.is_none() {
+                    ", not comparable with one seed"
                 } else {
                     ", within noise"
                 };
+                let seeds = if d.n == 1 { "seed" } else { "seeds" };
                 format!(
-                    " {:+.1} points [{:+.1}, {:+.1}] over {seeds} seeds{beyond} |",
-                    100.0 * m,
-                    100.0 * lo,
-                    100.0 * hi
+                    " {} over {} {seeds}{noise} |",
+                    d.render(100.0, " points", true),
+                    d.n
                 )
             }
         };
@@ -520,10 +510,10 @@ fn write_outputs(
     let bars: Vec<Bar> = rows
         .iter()
         .filter_map(|r| {
-            r.after.map(|(m, lo, hi)| Bar {
+            r.after.map(|a| Bar {
                 label: r.label.clone(),
-                value: 100.0 * m,
-                interval: (r.seeds > 1).then_some((100.0 * lo, 100.0 * hi)),
+                value: 100.0 * a.mean,
+                interval: a.interval.map(|(lo, hi)| (100.0 * lo, 100.0 * hi)),
             })
         })
         .collect();

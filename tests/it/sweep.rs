@@ -157,6 +157,11 @@ fn a_sweep_table_in_the_recipe_gives_the_grid_seeds_and_baseline() {
         "{md}"
     );
     assert!(md.contains("| weight.scheme=plug_and_play | 1 |"), "{md}");
+    assert!(
+        md.contains("% (n = 1, no interval)") && md.contains("not comparable with one seed"),
+        "one seed gives a point, never an interval or a verdict: {md}"
+    );
+    assert!(!md.contains("within noise"), "{md}");
 }
 
 #[test]
