@@ -98,7 +98,7 @@ impl<K: Eq + Hash + Clone, T: Serialize + DeserializeOwned> Resumable<K, T> {
         let mut new = 0;
         for (b, chunk) in items.chunks(size).enumerate() {
             if chunk.iter().all(|item| self.has(&key(item))) {
-                bar.inc(chunk.len() as u64);
+                bar.skip(chunk.len() as u64);
                 continue;
             }
             crate::interrupt::check(batches.label, || format!("batch {} of {count}", b + 1))?;

@@ -98,7 +98,7 @@ impl Trainer<'_> {
             .max(1);
         let (_, mut log) = JsonlLog::open_plain::<StepMetrics>(&out.metrics)?;
         let bar = crate::progress::bar(steps.len() as u64, "train");
-        bar.inc(metrics.len() as u64);
+        bar.skip(metrics.len() as u64);
         let mut saved = metrics.len();
         for (step, (_, micro)) in steps.iter().enumerate().skip(metrics.len()) {
             if crate::interrupt::requested() {

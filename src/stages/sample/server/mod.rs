@@ -52,7 +52,7 @@ pub fn sample_on_server(
     let jobs = missing_jobs(s, examples, spec.n, &done)?;
     let total = examples.len() * spec.n;
     let bar = progress::bar(total as u64, "sample");
-    bar.inc((total - jobs.len()) as u64);
+    bar.skip((total - jobs.len()) as u64);
     let started = Instant::now();
     let mut new_tokens = 0usize;
     let failure = run_pool(s, spec, &jobs, |c| {
