@@ -100,7 +100,7 @@ impl ProgressTracker for LiveEta {
             idle: at.elapsed(),
         });
         let _ = match live.and_then(|p| p.eta()) {
-            Some(eta) => write!(w, "{}", HumanDuration(eta)),
+            Some(eta) => write!(w, "{:#}", HumanDuration(eta)),
             None => w.write_str("?"),
         };
     }
