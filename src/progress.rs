@@ -89,6 +89,7 @@ impl ProgressTracker for LiveEta {
     fn reset(&mut self, _: &ProgressState, now: Instant) {
         self.started = now;
         self.last = None;
+        self.skipped.store(0, Ordering::Relaxed);
     }
 
     fn write(&self, state: &ProgressState, w: &mut dyn fmt::Write) {

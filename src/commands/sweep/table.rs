@@ -17,7 +17,7 @@ struct Row {
     name: String,
     /// The cell's values only, the last axis on a second line (the chart's label and series).
     label: String,
-    seeds: usize,
+    /// Accuracy after over the seeds that have it (`n` is the table's seed count).
     after: Option<MeanInterval>,
     /// After − before, paired by seed (mean and 95 % t interval).
     gain: Option<MeanInterval>,
@@ -85,7 +85,6 @@ fn rows(grid: &[Cell], outcomes: &[Outcome], baseline: Option<&Axis>) -> Vec<Row
             Row {
                 name,
                 label: chart_label(cell),
-                seeds: values.len(),
                 after: mean_interval(&values),
                 gain: mean_interval(&gains),
                 improved: (
@@ -159,7 +158,8 @@ fn render(rows: &[Row], baseline: Option<&Axis>) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {after} | {gain} | {improved} | {reward} |{versus}",
-            r.name, r.seeds
+            r.name,
+            r.after.map_or(0, |a| a.n)
         );
     }
     out
