@@ -12,21 +12,8 @@ use anyhow::Result;
 use crate::cli::CompareArgs;
 use crate::error::user_error;
 use crate::plot::{Bar, bar_chart};
+use crate::run::identity::{self, SCRIPTS};
 use crate::stats::{bootstrap_mean_interval, mcnemar_p, mean_interval};
-
-/// Recipe keys that differ between the seeds of one experiment, or only say where it ran.
-const NOT_THE_EXPERIMENT: [&str; 7] = [
-    "run.seed",
-    "sampling.seed",
-    "run.out",
-    "run.name",
-    "run.cache",
-    "train.checkpoint_every",
-    "train.resume_every",
-];
-
-/// The setting that stands for the contents of every script a run used.
-const SCRIPTS: &str = "scripts";
 
 /// One finished run as `compare` reads it.
 #[derive(Debug, Clone)]
@@ -34,8 +21,8 @@ pub struct RunInfo {
     pub dir: PathBuf,
     pub seed: u64,
     /// Every recipe key (flattened, `section.key`) with its TOML value, plus the hash of every
-    /// script the run used (`script:<path>`), less the keys in [`NOT_THE_EXPERIMENT`].
-    pub settings: BTreeMap<String, String>,
+    /// script the run used, less the seeds and bookkeeping keys ([`identity::Settings`]).
+    pub settings: identity::Settings,
     pub before: Option<f64>,
     pub after: Option<f64>,
     pub seconds: f64,
@@ -59,46 +46,10 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| user_error(format!("{}: {e}", path.display())))
 }
 
-fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
-    match value {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
 /// Reads one run folder.
 pub fn read_run(dir: &Path) -> Result<RunInfo> {
     let summary = read_json(&dir.join("summary.json"))?;
-    let recipe_path = dir.join("recipe.toml");
-    let text = std::fs::read_to_string(&recipe_path)
-        .map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))?;
-    let recipe: toml::Value =
-        toml::from_str(&text).map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))?;
-    let mut settings = BTreeMap::new();
-    flatten("", &recipe, &mut settings);
-    settings.retain(|k, _| !NOT_THE_EXPERIMENT.contains(&k.as_str()) && !k.starts_with("sweep."));
-    if let Ok(manifest) = read_json(&dir.join("manifest.json"))
-        && let Some(scripts) = manifest["scripts"].as_object()
-    {
-        // One setting for the scripts' contents: a short hash of every (path, sha256).
-        let mut h = crate::store::Hasher::default();
-        for (path, sha) in scripts {
-            h.update(path.as_bytes());
-            h.update(sha.to_string().as_bytes());
-        }
-        settings.insert(SCRIPTS.to_string(), h.hex()[..12].to_string());
-    }
+    let settings = identity::of_folder(dir)?;
     let acc = |which: &str| summary[which]["accuracy"].as_f64();
     Ok(RunInfo {
         dir: dir.to_path_buf(),

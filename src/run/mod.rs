@@ -5,6 +5,7 @@
 mod context;
 mod evals;
 mod folder;
+pub mod identity;
 mod keys;
 mod manifest;
 mod pipeline;

@@ -1,5 +1,6 @@
 //! `trainer sweep` on the tiny world: every cell × seed runs once, the summary files hold intervals
-//! and paired differences, a rerun skips finished runs, bad grid specs exit 2 before any run.
+//! and paired differences, a rerun skips finished runs (and refuses ones of another recipe), bad
+//! grid specs exit 2 before any run.
 
 use crate::common::{assert_user_error, stderr, stdout, trainer};
 use crate::pipeline::recipe;
@@ -76,6 +77,20 @@ fn a_sweep_runs_every_cell_and_seed_once_and_summarises_them() {
         stderr(&again)
     );
     assert_eq!(stdout(&again), table, "the same runs give the same table");
+
+    // Another setting in the same --out: the finished runs are not this sweep's, and reusing them
+    // would report their accuracy under the new recipe.
+    let mut changed = spec.to_vec();
+    changed.extend(["--set", "train.max_grad_norm=0.5"]);
+    let other = sweep(dir.path(), &changed);
+    assert_user_error(
+        &other,
+        &[
+            "weight.scheme-uniform/seed-1 holds a finished run that is not sweep cell",
+            "train.max_grad_norm = 1.0 / 0.5",
+        ],
+    );
+    assert!(!stderr(&other).contains("sweep run 1/4"), "no run started");
 }
 
 #[test]

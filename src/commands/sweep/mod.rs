@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::SweepArgs;
 use crate::error::user_error;
 use crate::recipe::{self, RecipeInput};
+use crate::run::identity::{self, Settings};
 use crate::run::{RunRequest, Until};
 use crate::script::{HookKind, HookSet};
 
@@ -243,13 +244,15 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
         )));
     }
     // Every cell must resolve and compile its hooks (a bad plugin name stops here) before any run
-    // starts, and no axis may be a key the script overrides with a hook of its own.
+    // starts, no axis may be a key the script overrides with a hook of its own, and a finished
+    // run the sweep would skip must be a run of this cell.
     for cell in &grid {
         let probe = input(args, cell, seeds[0], args.out.join("check"));
         let recipe = recipe::load(&probe)
             .and_then(|l| l.resolve())
             .with_context(|| format!("sweep cell {}", cell_name(cell)))?;
         let hooks = HookSet::load(&recipe)?;
+        check_finished_runs(&args.out, cell, &seeds, &identity::of_input(&probe)?)?;
         for kind in HookKind::ALL {
             if hooks.from_script(kind) && axes.iter().any(|a| a.key == kind.recipe_key()) {
                 return Err(user_error(format!(
@@ -295,11 +298,48 @@ fn finished(dir: &Path) -> bool {
     dir.join("summary.json").is_file() && !dir.join("in_progress").exists()
 }
 
-fn outcome(dir: &Path, cell: &Cell, seed: u64) -> Result<Outcome> {
+/// Stops when a finished run in `out` that the sweep would skip is not a run of `cell`: another
+/// `--set`, recipe or script made it, and its accuracy would be reported as this cell's.
+fn check_finished_runs(out: &Path, cell: &Cell, seeds: &[u64], want: &Settings) -> Result<()> {
+    for &seed in seeds {
+        let dir = out.join(cell_dir(cell)).join(format!("seed-{seed}"));
+        if !finished(&dir) {
+            continue;
+        }
+        let differ = identity::differences(&identity::of_folder(&dir)?, want);
+        let ran_seed = summary(&dir)?["seed"].as_u64().unwrap_or_default();
+        if differ.is_empty() && ran_seed == seed {
+            continue;
+        }
+        let what = if differ.is_empty() {
+            format!("it ran with run.seed = {ran_seed}")
+        } else {
+            format!(
+                "its recipe differs from this sweep's (there / here): {}",
+                differ.join("; ")
+            )
+        };
+        return Err(user_error(format!(
+            "--out {}: {} holds a finished run that is not sweep cell {}, seed {seed}: {what}; \
+             choose another --out, or delete that folder to run it again",
+            out.display(),
+            dir.display(),
+            cell_name(cell)
+        )));
+    }
+    Ok(())
+}
+
+/// The `summary.json` of a finished run.
+fn summary(dir: &Path) -> Result<serde_json::Value> {
     let path = dir.join("summary.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let s: serde_json::Value = serde_json::from_str(&text)?;
+    serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+fn outcome(dir: &Path, cell: &Cell, seed: u64) -> Result<Outcome> {
+    let s = summary(dir)?;
     let acc = |which: &str| s[which]["accuracy"].as_f64();
     Ok(Outcome {
         cell: cell_name(cell),
