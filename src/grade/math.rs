@@ -1,6 +1,8 @@
 //! MATH answers: the last `\boxed{}`, normalised (fractions, roots, units, `\text{}`, spaces,
-//! trailing `.0`), compared as strings, element-wise for tuples and intervals, and numerically.
+//! trailing `.0`), compared as strings, element-wise for tuples and intervals, and numerically
+//! (through [`eval_latex`]).
 
+use super::latex::eval_latex;
 use super::{is_integer_text, numbers_close};
 
 /// The contents of the last `\boxed{…}` (or `\fbox{…}`, or `\boxed 5`), braces matched.
@@ -403,148 +405,6 @@ fn split_tuple(s: &str) -> Option<(char, Vec<String>, char)> {
     }
     let parts = top_level_split(&s[1..s.len() - 1]);
     (parts.len() > 1).then_some((open, parts, close))
-}
-
-/// Evaluates simple LaTeX arithmetic: numbers, `+ - * /`, `^`, parentheses and braces,
-/// `\frac`, `\sqrt`, `\sqrt[n]`, `\pi`, `\cdot`, `\times`, implicit products (`2\sqrt{3}`).
-pub fn eval_latex(s: &str) -> Option<f64> {
-    let mut p = Parser {
-        s: s.as_bytes(),
-        i: 0,
-    };
-    let v = p.expr()?;
-    (p.i == p.s.len() && v.is_finite()).then_some(v)
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn eat(&mut self, text: &str) -> bool {
-        if self.s[self.i..].starts_with(text.as_bytes()) {
-            self.i += text.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expr(&mut self) -> Option<f64> {
-        let mut v = self.term()?;
-        loop {
-            if self.eat("+") {
-                v += self.term()?;
-            } else if self.eat("-") {
-                v -= self.term()?;
-            } else {
-                return Some(v);
-            }
-        }
-    }
-
-    fn term(&mut self) -> Option<f64> {
-        let mut v = self.unary()?;
-        loop {
-            if self.eat("*") || self.eat("\\cdot") || self.eat("\\times") {
-                v *= self.unary()?;
-            } else if self.eat("/") {
-                v /= self.unary()?;
-            } else if matches!(self.peek(), Some(b'(' | b'{' | b'\\' | b'0'..=b'9'))
-                && !self.at_closer()
-            {
-                v *= self.power()?;
-            } else {
-                return Some(v);
-            }
-        }
-    }
-
-    fn at_closer(&self) -> bool {
-        self.s[self.i..].starts_with(b"\\right") || self.s[self.i..].starts_with(b"\\}")
-    }
-
-    fn unary(&mut self) -> Option<f64> {
-        if self.eat("-") {
-            return Some(-self.unary()?);
-        }
-        if self.eat("+") {
-            return self.unary();
-        }
-        self.power()
-    }
-
-    fn power(&mut self) -> Option<f64> {
-        let base = self.atom()?;
-        if self.eat("^") {
-            let exp = self.atom_or_digit()?;
-            return Some(base.powf(exp));
-        }
-        Some(base)
-    }
-
-    fn atom_or_digit(&mut self) -> Option<f64> {
-        match self.peek() {
-            Some(c) if c.is_ascii_digit() => {
-                self.i += 1;
-                Some(f64::from(c - b'0'))
-            }
-            _ => self.atom(),
-        }
-    }
-
-    fn group(&mut self) -> Option<f64> {
-        if !self.eat("{") {
-            return None;
-        }
-        let v = self.expr()?;
-        self.eat("}").then_some(v)
-    }
-
-    fn atom(&mut self) -> Option<f64> {
-        if self.eat("(") {
-            let v = self.expr()?;
-            return self.eat(")").then_some(v);
-        }
-        if self.peek() == Some(b'{') {
-            return self.group();
-        }
-        if self.eat("\\frac") {
-            let num = self.group()?;
-            let den = self.group()?;
-            return Some(num / den);
-        }
-        if self.eat("\\sqrt") {
-            let mut root = 2.0;
-            if self.eat("[") {
-                root = self.expr()?;
-                if !self.eat("]") {
-                    return None;
-                }
-            }
-            return Some(self.group()?.powf(1.0 / root));
-        }
-        if self.eat("\\pi") {
-            return Some(std::f64::consts::PI);
-        }
-        self.number()
-    }
-
-    fn number(&mut self) -> Option<f64> {
-        let start = self.i;
-        while matches!(self.peek(), Some(b'0'..=b'9' | b'.')) {
-            self.i += 1;
-        }
-        std::str::from_utf8(&self.s[start..self.i])
-            .ok()?
-            .parse()
-            .ok()
-    }
 }
 
 #[cfg(test)]

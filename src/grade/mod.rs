@@ -3,6 +3,7 @@
 //! `trainer grade`.
 
 mod gsm8k;
+mod latex;
 mod math;
 
 pub use gsm8k::{gsm8k_answer, gsm8k_gold, is_integer_text, parse_number};

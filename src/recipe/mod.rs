@@ -8,6 +8,7 @@ mod resolve;
 mod schema;
 mod show;
 mod spec;
+mod train;
 
 pub use load::{
     DEFAULT_TOML, EXPORT_TABLE, Layered, Override, RecipeInput, defaults, describe_source, load,
