@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::error::user_error;
-use crate::recipe::RecipeInput;
+use crate::recipe::Layered;
 use crate::script::HookSet;
 use crate::store::{Hasher, sha256_bytes};
 
@@ -68,12 +68,9 @@ pub fn of_folder(dir: &Path) -> Result<Settings> {
     settings(&recipe, &scripts).map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))
 }
 
-/// The settings a run of `input` would have, without running it: the recipe resolved and its
-/// hooks compiled (a bad key, value or plugin stops here).
-pub fn of_input(input: &RecipeInput) -> Result<Settings> {
-    let layered = crate::recipe::load(input)?;
-    let recipe = layered.resolve()?;
-    let hooks = HookSet::load(&recipe)?;
+/// The settings a run of a loaded recipe would have, without running it: `layered` as the run
+/// would write it to `recipe.toml`, and the scripts its compiled hooks read.
+pub fn of_recipe(layered: &Layered, hooks: &HookSet) -> Result<Settings> {
     let scripts = hooks
         .host
         .sources()

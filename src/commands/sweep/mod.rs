@@ -248,11 +248,18 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
     // run the sweep would skip must be a run of this cell.
     for cell in &grid {
         let probe = input(args, cell, seeds[0], args.out.join("check"));
-        let recipe = recipe::load(&probe)
-            .and_then(|l| l.resolve())
+        let layered =
+            recipe::load(&probe).with_context(|| format!("sweep cell {}", cell_name(cell)))?;
+        let recipe = layered
+            .resolve()
             .with_context(|| format!("sweep cell {}", cell_name(cell)))?;
         let hooks = HookSet::load(&recipe)?;
-        check_finished_runs(&args.out, cell, &seeds, &identity::of_input(&probe)?)?;
+        check_finished_runs(
+            &args.out,
+            cell,
+            &seeds,
+            &identity::of_recipe(&layered, &hooks)?,
+        )?;
         for kind in HookKind::ALL {
             if hooks.from_script(kind) && axes.iter().any(|a| a.key == kind.recipe_key()) {
                 return Err(user_error(format!(
