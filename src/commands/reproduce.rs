@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::error::user_error;
 use crate::recipe::RecipeInput;
-use crate::run::{Manifest, RunRequest, Until};
+use crate::run::{Manifest, RunRequest, Until, read_manifest};
 use crate::store::{sha256_path, trainer_version};
 
 /// The files compared, in pipeline order. `metrics.jsonl` and `eval.json` are left out: they
@@ -35,13 +35,6 @@ impl Check {
     pub fn identical(&self) -> bool {
         self.reproduced.as_deref() == Some(self.original.as_str())
     }
-}
-
-fn read_manifest(run: &Path) -> Result<Manifest> {
-    let path = run.join("manifest.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| user_error(format!("{}: {e} (not a run folder?)", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| user_error(format!("{}: {e}", path.display())))
 }
 
 /// Refuses to start when the binary is not what the run used, or (for a run folder without

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::manifest::read_manifest;
 use crate::error::user_error;
 use crate::recipe::Layered;
 use crate::script::HookSet;
@@ -47,25 +48,11 @@ pub fn settings(recipe_toml: &str, scripts: &BTreeMap<String, String>) -> Result
 
 /// The settings of the finished run in `dir` (its `recipe.toml` and `manifest.json`).
 pub fn of_folder(dir: &Path) -> Result<Settings> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read_to_string(&path)
-            .map_err(|e| user_error(format!("{}: {e} (not a run folder?)", path.display())))
-            .map(|text| (path, text))
-    };
-    let (recipe_path, recipe) = read("recipe.toml")?;
-    let (manifest_path, manifest) = read("manifest.json")?;
-    let manifest: serde_json::Value = serde_json::from_str(&manifest)
-        .map_err(|e| user_error(format!("{}: {e}", manifest_path.display())))?;
-    let scripts = manifest["scripts"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    settings(&recipe, &scripts).map_err(|e| user_error(format!("{}: {e}", recipe_path.display())))
+    let path = dir.join("recipe.toml");
+    let recipe = std::fs::read_to_string(&path)
+        .map_err(|e| user_error(format!("{}: {e} (not a run folder?)", path.display())))?;
+    let scripts = read_manifest(dir)?.scripts;
+    settings(&recipe, &scripts).map_err(|e| user_error(format!("{}: {e}", path.display())))
 }
 
 /// The settings a run of a loaded recipe would have, without running it: `layered` as the run

@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::context::Run;
+use crate::error::user_error;
 use crate::stages::sample::SamplingServer;
 use crate::store::{sha256_bytes, sha256_path, trainer_version, write_json_atomic};
 
@@ -41,6 +42,14 @@ pub struct Manifest {
     /// The server that sampled, with `sampling.backend = "openai"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling_server: Option<SamplingServer>,
+}
+
+/// The `manifest.json` of the run in `dir`; a missing or unreadable one is a user error naming it.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| user_error(format!("{}: {e} (not a run folder?)", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| user_error(format!("{}: {e}", path.display())))
 }
 
 /// The command line of this process, as text.

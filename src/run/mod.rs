@@ -15,7 +15,7 @@ mod summary;
 
 pub use context::EXPORT_FILE;
 pub use folder::{timestamp, write_jsonl};
-pub use manifest::{Input, Manifest};
+pub use manifest::{Input, Manifest, read_manifest};
 pub use pipeline::{eval, run};
 pub use summary::{RunSummary, render, write_plots};
 
