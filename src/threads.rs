@@ -18,24 +18,57 @@ static INIT: Once = Once::new();
 const SPIN_LIMIT: u32 = 1_000;
 const SPIN_LIMIT_VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
 
+/// candle splits elementwise ops of 64 Ki elements or more over a pool of its own
+/// (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), the pool its quantized matmuls use too. On
+/// 2 cores handing a few hundred microseconds of elementwise work to the pool's second thread
+/// costs more than it saves: 200 SFT steps of the built-in model took 20.3–24.1 s with the pool
+/// and 16.7–19.6 s without (five alternating runs each, the same losses to the bit); on SmolLM2
+/// (`trainer bench --pairs 4,4x512 --batches 8,32`, two runs each) the f32 step and sampling rows
+/// moved within their ±10 % noise. Quantized sampling needs the pool: 12.8–14.2 new tokens/s at
+/// batch 1 with it, 7.5–7.6 without (`trainer bench --quantized --pairs '' --batches 1,8`).
+const SERIAL_ELEMENTWISE_MAX_CORES: usize = 2;
+const ELEMENTWISE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
+
+static POOL: Once = Once::new();
+
 /// Sets `RAYON_NUM_THREADS` to the available parallelism and candle's spin limit to
 /// [`SPIN_LIMIT`] unless the user set them, and tunes the allocator (see [`keep_freed_memory`]).
 pub fn init() {
     INIT.call_once(|| {
         keep_freed_memory();
-        if std::env::var_os(SPIN_LIMIT_VAR).is_none() {
-            // SAFETY: as below, before any compute thread starts.
-            unsafe { std::env::set_var(SPIN_LIMIT_VAR, SPIN_LIMIT.to_string()) };
-        }
-        if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-            let n = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1);
-            // SAFETY: called before any compute thread starts; every later read of the variable goes
-            // through std::env, which serialises access with this write.
-            unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+        let defaults = [
+            (SPIN_LIMIT_VAR, SPIN_LIMIT.to_string()),
+            ("RAYON_NUM_THREADS", cores().to_string()),
+        ];
+        for (var, value) in defaults {
+            if std::env::var_os(var).is_none() {
+                // SAFETY: called before any compute thread starts; every later read of the
+                // variable goes through std::env, which serialises access with this write.
+                unsafe { std::env::set_var(var, value) };
+            }
         }
     });
+}
+
+/// Sizes candle's elementwise pool, before the first op that would start it: one thread on
+/// machines of at most [`SERIAL_ELEMENTWISE_MAX_CORES`] cores unless the work will run quantized
+/// matmuls (or the user set `CANDLE_NUM_THREADS`); candle's default otherwise. Only the first
+/// call of a process counts: the pool, once started, keeps its size.
+pub fn size_elementwise_pool(quantized_matmuls: bool) {
+    POOL.call_once(|| {
+        let serial = cores() <= SERIAL_ELEMENTWISE_MAX_CORES && !quantized_matmuls;
+        if serial && std::env::var_os(ELEMENTWISE_THREADS_VAR).is_none() {
+            // SAFETY: called before any candle op; candle reads the variable through std::env,
+            // which serialises access with this write.
+            unsafe { std::env::set_var(ELEMENTWISE_THREADS_VAR, "1") };
+        }
+    });
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Every candle op allocates its output; with glibc's defaults, buffers above 128 KiB are fresh

@@ -14,6 +14,7 @@ use crate::rng;
 
 /// Prints the continuation of `--prompt` to stdout.
 pub fn generate_text(args: &GenerateArgs) -> Result<()> {
+    crate::threads::size_elementwise_pool(args.quantized);
     if !(args.temperature.is_finite() && args.temperature >= 0.0) {
         return Err(user_error(format!(
             "--temperature {}: must be a finite number >= 0",

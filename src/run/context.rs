@@ -59,6 +59,7 @@ impl Run {
     pub fn open(request: &RunRequest, until: &'static str) -> Result<Run> {
         let (layered, exported) = crate::export::load_recipe(&request.recipe)?;
         let recipe = layered.resolve()?;
+        crate::threads::size_elementwise_pool(recipe.sampling.quantized);
         let near = exported.as_ref().map(|e| e.plugins_near());
         let hooks = HookSet::load_near(&recipe, near.as_deref())?;
         if let Some(e) = &exported {

@@ -115,6 +115,7 @@ fn cpu_features() -> Vec<&'static str> {
 
 /// The `trainer bench` command.
 pub fn bench(args: &BenchArgs) -> Result<()> {
+    crate::threads::size_elementwise_pool(args.quantized);
     let path = local_model(&args.model, "--model")?;
     let mut model = load_model_on(&path, None, &args.device.open("--device")?)?;
     if args.lora > 0 {

@@ -246,6 +246,7 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
     // Every cell must resolve and compile its hooks (a bad plugin name stops here) before any run
     // starts, no axis may be a key the script overrides with a hook of its own, and a finished
     // run the sweep would skip must be a run of this cell.
+    let mut quantized = false;
     for cell in &grid {
         let probe = input(args, cell, seeds[0], args.out.join("check"));
         let layered =
@@ -253,6 +254,7 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
         let recipe = layered
             .resolve()
             .with_context(|| format!("sweep cell {}", cell_name(cell)))?;
+        quantized |= recipe.sampling.quantized;
         let hooks = HookSet::load(&recipe)?;
         check_finished_runs(
             &args.out,
@@ -272,6 +274,8 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
             }
         }
     }
+    // The cells run in this process: the pool is sized once, for all of them.
+    crate::threads::size_elementwise_pool(quantized);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| user_error(format!("--out {}: {e}", args.out.display())))?;
     let total = grid.len() * seeds.len();

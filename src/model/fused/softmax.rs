@@ -14,12 +14,18 @@ fn softmax_row(row: &[f32], out: &mut [f32]) {
     softmax_in_place(out);
 }
 
-/// Replaces `out` by its softmax.
+/// Replaces `out` by its softmax. Masked entries (−∞ in a row with a finite maximum) are set to
+/// the 0 that `exp` would give without calling it: half of a causal row, the bits unchanged.
 pub(super) fn softmax_in_place(out: &mut [f32]) {
     let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
+    let skip_masked = max.is_finite();
     for o in out.iter_mut() {
-        *o = (*o - max).exp();
+        *o = if skip_masked && *o == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*o - max).exp()
+        };
         sum += *o;
     }
     let inv = 1.0 / sum;
@@ -133,5 +139,32 @@ mod tests {
         assert_eq!(y[0][1], 0.0);
         assert!((y[0][0] + y[0][2] - 1.0).abs() < 1e-6);
         Ok(())
+    }
+
+    /// A causal row (the second half −∞) and a row with −∞ only: the softmax that skips `exp` on
+    /// masked entries gives the bits of the one that exponentiates every entry.
+    #[test]
+    fn skipping_masked_entries_keeps_the_bits_of_exponentiating_them() {
+        let every_entry = |row: &[f32]| -> Vec<f32> {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = row.iter().map(|x| (x - max).exp()).collect();
+            let inv = 1.0 / e.iter().sum::<f32>();
+            e.iter().map(|x| x * inv).collect()
+        };
+        let causal: Vec<f32> = (0..64)
+            .map(|i| {
+                if i < 37 {
+                    (i as f32 * 0.731).sin() * 3.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+            .collect();
+        for row in [causal, vec![f32::NEG_INFINITY; 5]] {
+            let mut fast = row.clone();
+            super::softmax_in_place(&mut fast);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&every_entry(&row)));
+        }
     }
 }
