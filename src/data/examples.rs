@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::jsonl::JsonlLine;
 use super::records::read_records;
 use crate::error::user_error;
 use crate::grade::{gsm8k_answer, gsm8k_gold, last_boxed};
@@ -53,79 +54,17 @@ pub fn read_examples(
     let mut out = Vec::with_capacity(lines.len());
     for l in &lines {
         let fallback_id = format!("{stem}:{}", l.line);
-        let ex = match fmt.format {
-            DataFormat::Gsm8k => {
-                let answer = l.string(path, "answer")?;
-                if gsm8k_answer(&answer).is_none() {
-                    return Err(user_error(format!(
-                        "{}:{}: field `answer` has no final number (`#### N`)",
-                        path.display(),
-                        l.line
-                    )));
-                }
-                Example {
-                    id: fallback_id,
-                    question: l.string(path, "question")?,
-                    gold: gsm8k_gold(&answer),
-                    solution: Some(clean_gsm8k_solution(&answer)),
-                    level: level_of(&l.object),
-                }
-            }
-            DataFormat::Math => {
-                let solution = l
-                    .object
-                    .get("solution")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string);
-                let gold = match l.object.get("answer") {
-                    Some(_) => l.string(path, "answer")?,
-                    None => solution.as_deref().and_then(last_boxed).ok_or_else(|| {
-                        user_error(format!(
-                            "{}:{}: missing field `answer` (and no \\boxed{{}} in `solution`)",
-                            path.display(),
-                            l.line
-                        ))
-                    })?,
-                };
-                let id = l
-                    .object
-                    .get("unique_id")
-                    .and_then(|v| v.as_str())
-                    .map_or(fallback_id, str::to_string);
-                Example {
-                    id,
-                    question: l.string(path, "problem")?,
-                    gold,
-                    solution,
-                    level: level_of(&l.object),
-                }
-            }
-            DataFormat::Prompts => {
-                let id = l
-                    .object
-                    .get("id")
-                    .and_then(|v| v.as_str())
-                    .map_or(fallback_id, str::to_string);
-                let gold = match l.object.get(fmt.gold_field) {
-                    Some(serde_json::Value::Number(n)) => n.to_string(),
-                    _ => l.string(path, fmt.gold_field)?,
-                };
-                Example {
-                    id,
-                    question: l.string(path, fmt.prompt_field)?,
-                    gold,
-                    solution: None,
-                    level: level_of(&l.object),
-                }
-            }
+        out.push(match fmt.format {
+            DataFormat::Gsm8k => gsm8k_example(path, l, fallback_id)?,
+            DataFormat::Math => math_example(path, l, fallback_id)?,
+            DataFormat::Prompts => prompt_example(path, l, fmt, fallback_id)?,
             DataFormat::Pairs => {
                 return Err(user_error(format!(
                     "{}: data.format = \"pairs\" holds preference pairs, not questions",
                     path.display()
                 )));
             }
-        };
-        out.push(ex);
+        });
     }
     if out.is_empty() {
         return Err(user_error(format!("{}: no questions", path.display())));
@@ -133,6 +72,83 @@ pub fn read_examples(
     check_unique_ids(&out, path)?;
     out.retain(|ex| in_split(&ex.question, fmt.split));
     Ok(select(out, limit, shuffle_seed))
+}
+
+/// A GSM8K line: `question`, and `answer` ending `#### N`.
+fn gsm8k_example(path: &Path, l: &JsonlLine, id: String) -> Result<Example> {
+    let answer = l.string(path, "answer")?;
+    if gsm8k_answer(&answer).is_none() {
+        return Err(user_error(format!(
+            "{}:{}: field `answer` has no final number (`#### N`)",
+            path.display(),
+            l.line
+        )));
+    }
+    Ok(Example {
+        id,
+        question: l.string(path, "question")?,
+        gold: gsm8k_gold(&answer),
+        solution: Some(clean_gsm8k_solution(&answer)),
+        level: level_of(&l.object),
+    })
+}
+
+/// A MATH line: `problem`, and `answer` (or the last `\boxed{}` of `solution`); its
+/// `unique_id` when it has one.
+fn math_example(path: &Path, l: &JsonlLine, fallback_id: String) -> Result<Example> {
+    let solution = l
+        .object
+        .get("solution")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let gold = match l.object.get("answer") {
+        Some(_) => l.string(path, "answer")?,
+        None => solution.as_deref().and_then(last_boxed).ok_or_else(|| {
+            user_error(format!(
+                "{}:{}: missing field `answer` (and no \\boxed{{}} in `solution`)",
+                path.display(),
+                l.line
+            ))
+        })?,
+    };
+    let id = l
+        .object
+        .get("unique_id")
+        .and_then(|v| v.as_str())
+        .map_or(fallback_id, str::to_string);
+    Ok(Example {
+        id,
+        question: l.string(path, "problem")?,
+        gold,
+        solution,
+        level: level_of(&l.object),
+    })
+}
+
+/// A prompts line: the recipe's prompt and gold fields (a number gold is kept as written); its
+/// `id` when it has one.
+fn prompt_example(
+    path: &Path,
+    l: &JsonlLine,
+    fmt: &ExampleFormat,
+    fallback_id: String,
+) -> Result<Example> {
+    let id = l
+        .object
+        .get("id")
+        .and_then(|v| v.as_str())
+        .map_or(fallback_id, str::to_string);
+    let gold = match l.object.get(fmt.gold_field) {
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => l.string(path, fmt.gold_field)?,
+    };
+    Ok(Example {
+        id,
+        question: l.string(path, fmt.prompt_field)?,
+        gold,
+        solution: None,
+        level: level_of(&l.object),
+    })
 }
 
 /// Whether `question` lies in `split`: the halves are the even and odd hashes of its text with

@@ -79,25 +79,8 @@ pub fn generate(
         return Ok(Vec::new());
     }
     let device = w.embed.device().clone();
-    let b = requests.len();
-    let longest = requests
-        .iter()
-        .map(|r| r.prompt_ids.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    warn_past_context(cfg, longest, params.max_new_tokens);
-    let pads: Vec<usize> = requests
-        .iter()
-        .map(|r| longest - r.prompt_ids.len())
-        .collect();
-    let mut ids = Vec::with_capacity(b * longest);
-    let mut positions = Vec::with_capacity(b * longest);
-    for (r, &pad) in requests.iter().zip(&pads) {
-        ids.extend(std::iter::repeat_n(tok.pad_id(), pad));
-        ids.extend_from_slice(&r.prompt_ids);
-        positions.extend((0..longest).map(|j| j.saturating_sub(pad) as u32));
-    }
+    let mut cache = KvCache::new(cfg.num_layers);
+    let (pads, mut logits) = prefill(cfg, w, tok.pad_id(), requests, params, &mut cache)?;
     let mut rows: Vec<Row> = requests
         .iter()
         .map(|r| Row {
@@ -106,32 +89,10 @@ pub fn generate(
             done: None,
         })
         .collect();
-    let mut cache = KvCache::new(cfg.num_layers);
-    let ids = Tensor::from_vec(ids, (b, longest), &device)?;
-    let pos = Tensor::from_vec(positions, (b, longest), &device)?;
-    let mask = prefill_mask(&pads, longest, &device)?;
-    let hidden = forward(cfg, w, &ids, &pos, &mask, Some(&mut cache))?;
-    let last: Vec<u32> = (0..b).map(|i| (i * longest + longest - 1) as u32).collect();
-    let mut logits = logits_at(w, &hidden, &Tensor::new(last, &device)?)?;
     // `active[j]` is the request index of batch row j.
-    let mut active: Vec<usize> = (0..b).collect();
+    let mut active: Vec<usize> = (0..requests.len()).collect();
     for step in 0..params.max_new_tokens {
-        let logits_rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        if logits_rows.iter().flatten().any(|x| x.is_nan()) {
-            return Err(user_error(format!(
-                "the model's logits are NaN at new token {}: its weights or its config values \
-                 (rms_norm_eps, rope_theta, …) cannot be used",
-                step + 1
-            )));
-        }
-        let mut next = Vec::with_capacity(active.len());
-        for (j, &req) in active.iter().enumerate() {
-            let row = &mut rows[req];
-            let token = pick_token(&logits_rows[j], params, &mut row.rng);
-            row.tokens.push(token);
-            row.done = finished(row, token, tok, params, step + 1 == params.max_new_tokens)?;
-            next.push(token);
-        }
+        let mut next = pick_tokens(&logits, &active, &mut rows, tok, params, step)?;
         let keep: Vec<usize> = (0..active.len())
             .filter(|&j| rows[active[j]].done.is_none())
             .collect();
@@ -169,7 +130,80 @@ pub fn generate(
         .collect()
 }
 
-/// Warns (once per process) when a prompt plus the new tokens run past the model's context.
+/// One forward of the left-padded prompts into `cache`: each request's left padding and the
+/// logits at its last prompt position.
+///
+/// # Shapes
+/// → (`[B]` pads, `[B, V]` logits).
+fn prefill(
+    cfg: &ModelConfig,
+    w: &Weights,
+    pad_id: u32,
+    requests: &[GenRequest],
+    params: &SamplingParams,
+    cache: &mut KvCache,
+) -> Result<(Vec<usize>, Tensor)> {
+    let device = w.embed.device();
+    let b = requests.len();
+    let longest = requests
+        .iter()
+        .map(|r| r.prompt_ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    warn_past_context(cfg, longest, params.max_new_tokens);
+    let pads: Vec<usize> = requests
+        .iter()
+        .map(|r| longest - r.prompt_ids.len())
+        .collect();
+    let mut ids = Vec::with_capacity(b * longest);
+    let mut positions = Vec::with_capacity(b * longest);
+    for (r, &pad) in requests.iter().zip(&pads) {
+        ids.extend(std::iter::repeat_n(pad_id, pad));
+        ids.extend_from_slice(&r.prompt_ids);
+        positions.extend((0..longest).map(|j| j.saturating_sub(pad) as u32));
+    }
+    let ids = Tensor::from_vec(ids, (b, longest), device)?;
+    let pos = Tensor::from_vec(positions, (b, longest), device)?;
+    let mask = prefill_mask(&pads, longest, device)?;
+    let hidden = forward(cfg, w, &ids, &pos, &mask, Some(cache))?;
+    let last: Vec<u32> = (0..b).map(|i| (i * longest + longest - 1) as u32).collect();
+    let logits = logits_at(w, &hidden, &Tensor::new(last, device)?)?;
+    Ok((pads, logits))
+}
+
+/// Picks new token `step + 1` of every active row from its logits and marks the rows it
+/// finishes; returns the picked tokens in batch order.
+///
+/// # Shapes
+/// `logits`: `[active, V]`.
+fn pick_tokens(
+    logits: &Tensor,
+    active: &[usize],
+    rows: &mut [Row],
+    tok: &Tokenizer,
+    params: &SamplingParams,
+    step: usize,
+) -> Result<Vec<u32>> {
+    let logits_rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    if logits_rows.iter().flatten().any(|x| x.is_nan()) {
+        return Err(user_error(format!(
+            "the model's logits are NaN at new token {}: its weights or its config values \
+             (rms_norm_eps, rope_theta, …) cannot be used",
+            step + 1
+        )));
+    }
+    let mut next = Vec::with_capacity(active.len());
+    for (j, &req) in active.iter().enumerate() {
+        let row = &mut rows[req];
+        let token = pick_token(&logits_rows[j], params, &mut row.rng);
+        row.tokens.push(token);
+        row.done = finished(row, token, tok, params, step + 1 == params.max_new_tokens)?;
+        next.push(token);
+    }
+    Ok(next)
+}
+
 fn warn_past_context(cfg: &ModelConfig, prompt: usize, new_tokens: usize) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if prompt + new_tokens > cfg.max_position

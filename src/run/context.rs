@@ -1,7 +1,7 @@
 //! The run context: the resolved recipe, the compiled hooks, the loaded model and the run folder,
 //! opened once per command, plus the stage timings and the end of a run (summary, marker).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -66,19 +66,7 @@ impl Run {
             e.check_inputs(&recipe, request.allow_different_inputs)?;
         }
         super::preflight::preflight(&recipe, &hooks)?;
-        for (kind, source) in hooks.describe() {
-            tracing::info!("hook {}: {source}", kind.signature());
-            let set_by = crate::recipe::describe_source(&layered.figment, kind.recipe_key());
-            // An exported recipe sets every key, so only a key set some other way is news.
-            if hooks.from_script(kind) && set_by != "default" && exported.is_none() {
-                tracing::warn!(
-                    "{} (set by {set_by}) has no effect: the script defines fn {}, which takes \
-                     its place",
-                    kind.recipe_key(),
-                    kind.signature()
-                );
-            }
-        }
+        log_hooks(&hooks, &layered, exported.is_some());
         // Whether `--out` may be used is settled before any work; the folder is made only once
         // the model has loaded, so a bad model or export leaves none.
         let recipe_text = layered.annotated_toml()?;
@@ -95,17 +83,7 @@ impl Run {
             ModelSource::Hub(_) => hub.as_ref().map(|h| h.path.clone()),
             ModelSource::Builtin(_) => None,
         };
-        let template = recipe
-            .model
-            .template
-            .for_model(&recipe.model.system, own_path.as_deref())?;
-        // Rendered here, not inside the log macro: a template that cannot render stops the run
-        // before its folder exists, whatever the log level.
-        let example = template.prompt("<question>")?;
-        tracing::info!(
-            "chat template: {}; a question renders as {example:?}",
-            template.describe()
-        );
+        let template = run_template(&recipe, own_path.as_deref())?;
         let tokenizer = match &recipe.model.tokenizer {
             TokenizerChoice::File(p) => Some(p.clone()),
             TokenizerChoice::FromModel => None,
@@ -120,17 +98,7 @@ impl Run {
         }
         tracing::info!("loading {}", model_path.display());
         let mut model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
-        if let Some(window) = model.policy.config.sliding_window
-            && window < recipe.train.max_length
-        {
-            return Err(user_error(format!(
-                "model {}: config.json sliding_window = {window} is shorter than \
-                 train.max_length = {}: sliding-window attention is not implemented, so set \
-                 train.max_length to at most {window}",
-                model_path.display(),
-                recipe.train.max_length
-            )));
-        }
+        check_sliding_window(&model, &model_path, recipe.train.max_length)?;
         model.chat_template = template.to_jinja();
         let model_sha = sha256_path(&model_path)?;
         let run_folder = folder::open_run_dir(planned, &recipe.run, &run_key)?;
@@ -184,4 +152,52 @@ impl Run {
         print!("{}", render(&summary));
         Ok(())
     }
+}
+
+/// Logs each hook's source, and warns when a script hook takes the place of a recipe key that
+/// was set (an exported recipe sets every key, so only a key set some other way is news).
+fn log_hooks(hooks: &HookSet, layered: &crate::recipe::Layered, exported: bool) {
+    for (kind, source) in hooks.describe() {
+        tracing::info!("hook {}: {source}", kind.signature());
+        let set_by = crate::recipe::describe_source(&layered.figment, kind.recipe_key());
+        if hooks.from_script(kind) && set_by != "default" && !exported {
+            tracing::warn!(
+                "{} (set by {set_by}) has no effect: the script defines fn {}, which takes its \
+                 place",
+                kind.recipe_key(),
+                kind.signature()
+            );
+        }
+    }
+}
+
+/// The run's chat template, rendered once on a placeholder question and logged. Rendered here,
+/// not inside the log macro: a template that cannot render stops the run before its folder
+/// exists, whatever the log level.
+fn run_template(recipe: &Recipe, own_path: Option<&Path>) -> Result<ChatTemplate> {
+    let template = recipe
+        .model
+        .template
+        .for_model(&recipe.model.system, own_path)?;
+    let example = template.prompt("<question>")?;
+    tracing::info!(
+        "chat template: {}; a question renders as {example:?}",
+        template.describe()
+    );
+    Ok(template)
+}
+
+/// Refuses a model whose sliding window is shorter than the sequences it would train on.
+fn check_sliding_window(model: &LoadedModel, path: &Path, max_length: usize) -> Result<()> {
+    if let Some(window) = model.policy.config.sliding_window
+        && window < max_length
+    {
+        return Err(user_error(format!(
+            "model {}: config.json sliding_window = {window} is shorter than train.max_length = \
+             {max_length}: sliding-window attention is not implemented, so set train.max_length \
+             to at most {window}",
+            path.display()
+        )));
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The order of stages: eval before, sample, grade, weigh, pair, reference, train, eval after,
 //! each stage's output written into the run folder as it finishes.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -12,7 +13,8 @@ use super::round::{RoundInputs, RoundOutcome, RoundPlace, round};
 use super::summary::{RunSummary, write_plots};
 use super::{RunRequest, Until, keys};
 use crate::data::{
-    Example, ExampleFormat, PairFinish, local_path, overlap, read_examples, read_training_pairs,
+    Example, ExampleFormat, PairFinish, PairRecord, local_path, overlap, read_examples,
+    read_training_pairs,
 };
 use crate::error::user_error;
 use crate::recipe::{DataFormat, PairMode};
@@ -79,24 +81,7 @@ fn pipeline(
     let data_sha = sha256_path(&train_path)?;
     // The training questions, read before any model work so that an eval set sharing questions
     // with them stops the run first.
-    let questions = if spec.format == DataFormat::Pairs
-        || matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_))
-    {
-        None
-    } else {
-        let fmt = ExampleFormat {
-            format: spec.format,
-            prompt_field: &spec.prompt_field,
-            gold_field: &spec.gold_field,
-            split: spec.split,
-        };
-        Some(read_examples(
-            &train_path,
-            &fmt,
-            spec.limit,
-            spec.shuffle_seed,
-        )?)
-    };
+    let questions = training_questions(run, &train_path)?;
     if let (Some(train), Some((_, eval))) = (&questions, &evals) {
         check_overlap(run, train, eval)?;
     }
@@ -130,24 +115,7 @@ fn pipeline(
         })?;
         summary.eval_before = Some(r);
     }
-    // Pairs from files are finished as TRL finishes them: conversations rendered through the
-    // run's chat template, the tokenizer's EOS appended to chosen and rejected.
-    let eos = run.model.tokenizer.eos_text()?;
-    let finish = PairFinish {
-        template: &run.template,
-        eos: &eos,
-    };
-    let mut given_pairs = match &run.recipe.pairs.mode {
-        PairMode::OnPolicy => Vec::new(),
-        PairMode::OffPolicy(p) | PairMode::Hybrid(p) => read_training_pairs(p, &finish)?,
-    };
-    if spec.format == DataFormat::Pairs && !matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_))
-    {
-        let pairs = read_training_pairs(&train_path, &finish)?;
-        let mut file = crate::data::select(pairs, spec.limit, spec.shuffle_seed);
-        file.append(&mut given_pairs);
-        given_pairs = file;
-    }
+    let given_pairs = pairs_from_files(run, &train_path)?;
     let inputs = RoundInputs {
         examples: questions.as_deref(),
         data_sha: &data_sha,
@@ -156,7 +124,63 @@ fn pipeline(
         evals: evals.as_ref(),
         until,
     };
-    let rounds = if until >= Until::Train {
+    run_rounds(run, &inputs, summary, timings)
+}
+
+/// The questions to sample from `data.train`, or `None` when every pair comes from a file.
+fn training_questions(run: &Run, train_path: &Path) -> Result<Option<Vec<Example>>> {
+    let spec = &run.recipe.data;
+    if spec.format == DataFormat::Pairs || matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_)) {
+        return Ok(None);
+    }
+    let fmt = ExampleFormat {
+        format: spec.format,
+        prompt_field: &spec.prompt_field,
+        gold_field: &spec.gold_field,
+        split: spec.split,
+    };
+    Ok(Some(read_examples(
+        train_path,
+        &fmt,
+        spec.limit,
+        spec.shuffle_seed,
+    )?))
+}
+
+/// The pairs that come from files: `data.train` in the pairs format (selected by `data.limit`
+/// and `data.shuffle_seed`) and then `pairs.off_policy`, finished as TRL finishes them:
+/// conversations rendered through the run's chat template, the tokenizer's EOS appended to chosen
+/// and rejected.
+fn pairs_from_files(run: &Run, train_path: &Path) -> Result<Vec<PairRecord>> {
+    let spec = &run.recipe.data;
+    let eos = run.model.tokenizer.eos_text()?;
+    let finish = PairFinish {
+        template: &run.template,
+        eos: &eos,
+    };
+    let mut given = match &run.recipe.pairs.mode {
+        PairMode::OnPolicy => Vec::new(),
+        PairMode::OffPolicy(p) | PairMode::Hybrid(p) => read_training_pairs(p, &finish)?,
+    };
+    if spec.format == DataFormat::Pairs && !matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_))
+    {
+        let pairs = read_training_pairs(train_path, &finish)?;
+        let mut file = crate::data::select(pairs, spec.limit, spec.shuffle_seed);
+        file.append(&mut given);
+        given = file;
+    }
+    Ok(given)
+}
+
+/// Runs `train.rounds` rounds (one when the command stops before training), each from the
+/// policy the last one left, then the run's totals.
+fn run_rounds(
+    run: &mut Run,
+    inputs: &RoundInputs,
+    summary: &mut RunSummary,
+    timings: &mut Timings,
+) -> Result<()> {
+    let rounds = if inputs.until >= Until::Train {
         run.recipe.train.rounds
     } else {
         1
@@ -165,7 +189,7 @@ fn pipeline(
     let mut outcomes: Vec<RoundOutcome> = Vec::new();
     for k in 1..=rounds {
         let place = RoundPlace::new(&run.dir, k, rounds);
-        let Some(outcome) = round(run, &inputs, &place, &model_sha, (summary, timings))? else {
+        let Some(outcome) = round(run, inputs, &place, &model_sha, (summary, timings))? else {
             return Ok(());
         };
         if rounds > 1 {
@@ -180,15 +204,7 @@ fn pipeline(
 /// The run's totals from its rounds: the summary (the last round's figures, and every round's
 /// own), `eval.json` and the plots of the whole run.
 fn finish_rounds(run: &Run, outcomes: &[RoundOutcome], summary: &mut RunSummary) -> Result<()> {
-    // The rounds' steps one after the other, numbered on.
-    let mut metrics: Vec<StepMetrics> = Vec::new();
-    for o in outcomes {
-        let offset = metrics.len();
-        metrics.extend(o.metrics.iter().map(|m| StepMetrics {
-            step: m.step + offset,
-            ..m.clone()
-        }));
-    }
+    let metrics = joined_metrics(outcomes);
     let last = outcomes.last().map(|o| &o.summary);
     summary.steps = metrics.len();
     summary.first_loss = metrics.first().map(|m| m.loss);
@@ -217,6 +233,24 @@ fn finish_rounds(run: &Run, outcomes: &[RoundOutcome], summary: &mut RunSummary)
         .last()
         .map(|o| o.weights.clone())
         .unwrap_or_default();
+    write_plots(&run.dir, &metrics, &weights, &plotted_evals(summary))
+}
+
+/// The rounds' steps one after the other, numbered on.
+fn joined_metrics(outcomes: &[RoundOutcome]) -> Vec<StepMetrics> {
+    let mut metrics: Vec<StepMetrics> = Vec::new();
+    for o in outcomes {
+        let offset = metrics.len();
+        metrics.extend(o.metrics.iter().map(|m| StepMetrics {
+            step: m.step + offset,
+            ..m.clone()
+        }));
+    }
+    metrics
+}
+
+/// The accuracies the run's plot shows: before, then after each round (or after, with one).
+fn plotted_evals(summary: &RunSummary) -> Vec<(String, &EvalResult)> {
     let mut evals: Vec<(String, &EvalResult)> = Vec::new();
     if let Some(b) = &summary.eval_before {
         evals.push(("before".into(), b));
@@ -231,7 +265,7 @@ fn finish_rounds(run: &Run, outcomes: &[RoundOutcome], summary: &mut RunSummary)
     {
         evals.push(("after".into(), a));
     }
-    write_plots(&run.dir, &metrics, &weights, &evals)
+    evals
 }
 
 /// Stops the run (or warns, with `eval.allow_overlap`) when eval questions are training questions.

@@ -13,8 +13,9 @@ use super::{Until, keys, write_jsonl};
 use crate::data::{Example, PairRecord};
 use crate::error::user_error;
 use crate::grade::Verdict;
+use crate::stages::eval::EvalResult;
 use crate::stages::grade::grade_completions;
-use crate::stages::pair::{PairRow, PairText, Questions, pair};
+use crate::stages::pair::{PairRow, PairSkips, PairText, Questions, pair};
 use crate::stages::reference::fill_reference;
 use crate::stages::sample::{SampleInputs, Server, sample};
 use crate::stages::train::{TrainInputs, train};
@@ -134,24 +135,11 @@ pub(super) fn round(
     let metrics = timings.time(&place.stage("train"), || {
         train_stage(run, &records, place, model_sha)
     })?;
-    let eval_after = match (inputs.evals, run.recipe.eval.after) {
-        (Some((path, ex)), true) => {
-            let sha = crate::store::sha256_path(&place.final_dir.join("model.safetensors"))?;
-            Some(timings.time(&place.stage("eval after"), || {
-                eval_model(run, (path, ex), (&place.eval_dir, "after"), &sha)
-            })?)
-        }
-        _ => None,
-    };
+    let eval_after = eval_round(run, inputs, place, timings)?;
     if run.recipe.train.tensorboard {
         // The round's first step is 1; its start model's accuracy goes at step 0.
-        let path = place.dir.join(EVENT_FILE);
         let before = summary.eval_before.as_ref().filter(|_| place.k == 1);
-        for (step, eval) in [(0, before), (metrics.len(), eval_after.as_ref())] {
-            if let Some(e) = eval {
-                append_scalars(&path, step as u64, &[("eval/accuracy", e.accuracy)])?;
-            }
-        }
+        log_accuracy(place, [(0, before), (metrics.len(), eval_after.as_ref())])?;
     }
     let weights: Vec<f64> = records.iter().filter_map(|p| p.weight).collect();
     let round_summary = RoundSummary {
@@ -170,6 +158,33 @@ pub(super) fn round(
         weights,
         summary: round_summary,
     }))
+}
+
+/// The accuracy of the round's final model on the eval questions, when the recipe asks for it.
+fn eval_round(
+    run: &Run,
+    inputs: &RoundInputs,
+    place: &RoundPlace,
+    timings: &mut Timings,
+) -> Result<Option<EvalResult>> {
+    let (Some((path, ex)), true) = (inputs.evals, run.recipe.eval.after) else {
+        return Ok(None);
+    };
+    let sha = crate::store::sha256_path(&place.final_dir.join("model.safetensors"))?;
+    Ok(Some(timings.time(&place.stage("eval after"), || {
+        eval_model(run, (path, ex), (&place.eval_dir, "after"), &sha)
+    })?))
+}
+
+/// Appends `eval/accuracy` at the given steps to the round's TensorBoard event file.
+fn log_accuracy(place: &RoundPlace, evals: [(usize, Option<&EvalResult>); 2]) -> Result<()> {
+    let path = place.dir.join(EVENT_FILE);
+    for (step, eval) in evals {
+        if let Some(e) = eval {
+            append_scalars(&path, step as u64, &[("eval/accuracy", e.accuracy)])?;
+        }
+    }
+    Ok(())
 }
 
 /// Fills in the reference log-probs of `records` with the policy as it stands (cached by its
@@ -271,25 +286,30 @@ impl QuestionStage<'_> {
         summary.anchors = rows.iter().filter(|r| r.is_anchor()).count();
         summary.skipped = skips.clone();
         if rows.is_empty() && self.until > Until::Pairs {
-            let pair_rule = match run.hooks.pair {
-                Some(h) => format!("fn pair(group) in {}", run.hooks.host.file(h.unit)),
-                None => "the pair rule".to_string(),
-            };
-            return Err(user_error(format!(
-                "no preference pairs{}: every question was skipped ({} by {pair_rule}, {} with no \
-                 wrong sample, {} with nothing correct and no gold to fall back on; see \
-                 grades.jsonl)",
-                if place.of > 1 {
-                    format!(" in round {}", place.k)
-                } else {
-                    String::new()
-                },
-                skips.by_hook,
-                skips.no_wrong_sample,
-                skips.no_chosen
-            )));
+            return Err(self.no_pairs(&skips));
         }
         Ok(Some(rows))
+    }
+
+    /// The error for a round whose every question was skipped, with the counts of why.
+    fn no_pairs(&self, skips: &PairSkips) -> anyhow::Error {
+        let (run, place) = (self.run, self.place);
+        let pair_rule = match run.hooks.pair {
+            Some(h) => format!("fn pair(group) in {}", run.hooks.host.file(h.unit)),
+            None => "the pair rule".to_string(),
+        };
+        user_error(format!(
+            "no preference pairs{}: every question was skipped ({} by {pair_rule}, {} with no \
+             wrong sample, {} with nothing correct and no gold to fall back on; see grades.jsonl)",
+            if place.of > 1 {
+                format!(" in round {}", place.k)
+            } else {
+                String::new()
+            },
+            skips.by_hook,
+            skips.no_wrong_sample,
+            skips.no_chosen
+        ))
     }
 }
 

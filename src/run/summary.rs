@@ -194,6 +194,26 @@ fn per_level(out: &mut String, before: Option<&EvalResult>, after: Option<&EvalR
 pub fn render(s: &RunSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "run folder   {}", s.run_dir);
+    render_data(&mut out, s);
+    render_training(&mut out, s);
+    render_accuracy(&mut out, s);
+    per_level(&mut out, s.eval_before.as_ref(), s.eval_after.as_ref());
+    let times: Vec<String> = s
+        .timings
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.0}s"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "time         {:.0}s ({})",
+        s.total_seconds,
+        times.join(", ")
+    );
+    out
+}
+
+/// The samples and pairs lines.
+fn render_data(out: &mut String, s: &RunSummary) {
     if s.questions > 0 {
         let _ = writeln!(
             out,
@@ -219,6 +239,10 @@ pub fn render(s: &RunSummary) -> String {
         sk.by_hook,
         s.weight_mean
     );
+}
+
+/// The training line, and one line per round when there were several.
+fn render_training(out: &mut String, s: &RunSummary) {
     if let (Some(a), Some(b)) = (s.first_loss, s.last_loss) {
         let _ = writeln!(
             out,
@@ -243,6 +267,10 @@ pub fn render(s: &RunSummary) -> String {
             r.tail_reward_accuracy.unwrap_or(f64::NAN),
         );
     }
+}
+
+/// The accuracy line (before, after or both) and the paired change.
+fn render_accuracy(out: &mut String, s: &RunSummary) {
     match (&s.eval_before, &s.eval_after) {
         (Some(b), Some(a)) => {
             let _ = writeln!(out, "accuracy     {} -> {}", pct(b), pct(a));
@@ -271,17 +299,4 @@ pub fn render(s: &RunSummary) -> String {
             c.lost
         );
     }
-    per_level(&mut out, s.eval_before.as_ref(), s.eval_after.as_ref());
-    let times: Vec<String> = s
-        .timings
-        .iter()
-        .map(|(k, v)| format!("{k} {v:.0}s"))
-        .collect();
-    let _ = writeln!(
-        out,
-        "time         {:.0}s ({})",
-        s.total_seconds,
-        times.join(", ")
-    );
-    out
 }
