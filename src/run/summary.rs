@@ -112,27 +112,7 @@ pub fn write_plots(
             &[curve("reward accuracy", |m| m.reward_accuracy)],
         )?
         .save_png(&dir.join("reward_accuracy.png"))?;
-        let names: std::collections::BTreeSet<&String> =
-            metrics.iter().flat_map(|m| m.hook.keys()).collect();
-        if !names.is_empty() {
-            let series: Vec<Series> = names
-                .iter()
-                .map(|name| Series {
-                    label: name.to_string(),
-                    points: metrics
-                        .iter()
-                        .filter_map(|m| m.hook.get(*name).map(|v| (m.step as f64, *v)))
-                        .collect(),
-                })
-                .collect();
-            line_chart(
-                "the loss hook's metrics",
-                "optimizer step",
-                "value",
-                &series,
-            )?
-            .save_png(&dir.join("hook_metrics.png"))?;
-        }
+        plot_hook_metrics(dir, metrics)?;
     }
     if !weights.is_empty() {
         histogram("question weights", "weight", weights, 20)?.save_png(&dir.join("weights.png"))?;
@@ -149,6 +129,33 @@ pub fn write_plots(
         bar_chart("eval accuracy (95% Wilson interval)", "accuracy (%)", &bars)?
             .save_png(&dir.join("accuracy.png"))?;
     }
+    Ok(())
+}
+
+/// `hook_metrics.png`: one curve per metric the loss hook reported, when it reported any.
+fn plot_hook_metrics(dir: &Path, metrics: &[StepMetrics]) -> Result<()> {
+    let names: std::collections::BTreeSet<&String> =
+        metrics.iter().flat_map(|m| m.hook.keys()).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let series: Vec<Series> = names
+        .iter()
+        .map(|name| Series {
+            label: name.to_string(),
+            points: metrics
+                .iter()
+                .filter_map(|m| m.hook.get(*name).map(|v| (m.step as f64, *v)))
+                .collect(),
+        })
+        .collect();
+    line_chart(
+        "the loss hook's metrics",
+        "optimizer step",
+        "value",
+        &series,
+    )?
+    .save_png(&dir.join("hook_metrics.png"))?;
     Ok(())
 }
 

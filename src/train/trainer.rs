@@ -13,7 +13,7 @@ use super::metrics::{StepMetrics, Tally, write_metrics};
 use super::report::Report;
 use super::schedule::LrSchedule;
 use super::state::{self, TrainState, write_state};
-use super::step::{LossFn, StepBatch, add_grads, forward_backward};
+use super::step::{LossFn, StepBatch, StepOutput, add_grads, forward_backward};
 use super::{AdamW, AdamWConfig, clip_scale, grad_norm};
 use crate::error::user_error;
 use crate::model::LoadedModel;
@@ -253,19 +253,8 @@ impl Trainer<'_> {
             for (name, value) in &out.metrics {
                 *hook.entry(name.clone()).or_default() += value / micro.len() as f64;
             }
+            tokens += tally_members(&mut tally, &members, &out, self.loss.beta);
             add_grads(&mut grads, out.grads)?;
-            for (i, p) in members.iter().enumerate() {
-                let policy = (out.chosen_logps[i], out.rejected_logps[i]);
-                let reference = (p.ref_chosen, p.ref_rejected);
-                if p.tokens.is_anchor() {
-                    tally.add_anchor(p.weight);
-                    tokens += p.tokens.prompt.len() + p.tokens.chosen.len();
-                } else {
-                    tally.add(policy, reference, self.loss.beta, p.weight);
-                    tokens +=
-                        p.tokens.prompt.len() * 2 + p.tokens.chosen.len() + p.tokens.rejected.len();
-                }
-            }
         }
         let norm = grad_norm(&grads)?;
         if !norm.is_finite() {
@@ -284,4 +273,22 @@ impl Trainer<'_> {
             ..tally.into_metrics(step + 1, epoch, loss)
         })
     }
+}
+
+/// Adds a micro-batch's pairs to the step's reward tally; returns the tokens its forward passes
+/// covered (an anchor's one pass, a pair's two).
+fn tally_members(tally: &mut Tally, members: &[&TrainPair], out: &StepOutput, beta: f64) -> usize {
+    let mut tokens = 0;
+    for (i, p) in members.iter().enumerate() {
+        let policy = (out.chosen_logps[i], out.rejected_logps[i]);
+        let reference = (p.ref_chosen, p.ref_rejected);
+        if p.tokens.is_anchor() {
+            tally.add_anchor(p.weight);
+            tokens += p.tokens.prompt.len() + p.tokens.chosen.len();
+        } else {
+            tally.add(policy, reference, beta, p.weight);
+            tokens += p.tokens.prompt.len() * 2 + p.tokens.chosen.len() + p.tokens.rejected.len();
+        }
+    }
+    tokens
 }

@@ -31,20 +31,7 @@ pub fn sample_locally(
 ) -> Result<Vec<Completion>> {
     let model = inputs.model;
     let mut done = open_cache(cache)?;
-    let mut requests = Vec::with_capacity(examples.len() * spec.n);
-    for ex in examples {
-        let prompt = inputs
-            .template
-            .prompt(&user_text(&ex.question, inputs.instruction))?;
-        let ids = model.tokenizer.encode(&prompt)?;
-        for k in 0..spec.n {
-            requests.push(Request {
-                id: ex.id.clone(),
-                k,
-                prompt_ids: ids.clone(),
-            });
-        }
-    }
+    let requests = requests_for(inputs, examples, spec.n)?;
     let key = |r: &Request| (r.id.clone(), r.k);
     let total = requests.len();
     let missing = requests.iter().filter(|r| !done.has(&key(r))).count();
@@ -107,4 +94,23 @@ pub fn sample_locally(
         );
     }
     Ok(in_order(done, examples, spec.n))
+}
+
+/// `n` requests per question, each with the question rendered through the template.
+fn requests_for(inputs: &SampleInputs, examples: &[Example], n: usize) -> Result<Vec<Request>> {
+    let mut requests = Vec::with_capacity(examples.len() * n);
+    for ex in examples {
+        let prompt = inputs
+            .template
+            .prompt(&user_text(&ex.question, inputs.instruction))?;
+        let ids = inputs.model.tokenizer.encode(&prompt)?;
+        for k in 0..n {
+            requests.push(Request {
+                id: ex.id.clone(),
+                k,
+                prompt_ids: ids.clone(),
+            });
+        }
+    }
+    Ok(requests)
 }
