@@ -56,13 +56,18 @@ pub fn init() {
 /// call of a process counts: the pool, once started, keeps its size.
 pub fn size_elementwise_pool(quantized_matmuls: bool) {
     POOL.call_once(|| {
-        let serial = cores() <= SERIAL_ELEMENTWISE_MAX_CORES && !quantized_matmuls;
-        if serial && std::env::var_os(ELEMENTWISE_THREADS_VAR).is_none() {
+        let user_set = std::env::var_os(ELEMENTWISE_THREADS_VAR).is_some();
+        if serial_elementwise(cores(), quantized_matmuls, user_set) {
             // SAFETY: called before any candle op; candle reads the variable through std::env,
             // which serialises access with this write.
             unsafe { std::env::set_var(ELEMENTWISE_THREADS_VAR, "1") };
         }
     });
+}
+
+/// Whether candle's elementwise pool should get one thread (see [`size_elementwise_pool`]).
+fn serial_elementwise(cores: usize, quantized_matmuls: bool, user_set: bool) -> bool {
+    cores <= SERIAL_ELEMENTWISE_MAX_CORES && !quantized_matmuls && !user_set
 }
 
 fn cores() -> usize {
@@ -83,5 +88,21 @@ fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serial_elementwise;
+
+    /// The measured case (2 cores, f32) goes serial; quantized matmuls, a user's own
+    /// CANDLE_NUM_THREADS and bigger machines keep candle's pool.
+    #[test]
+    fn elementwise_ops_run_on_one_thread_only_on_small_machines_without_quantized_matmuls() {
+        assert!(serial_elementwise(2, false, false));
+        assert!(serial_elementwise(1, false, false));
+        assert!(!serial_elementwise(2, true, false));
+        assert!(!serial_elementwise(2, false, true));
+        assert!(!serial_elementwise(4, false, false));
     }
 }
