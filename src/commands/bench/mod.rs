@@ -117,16 +117,7 @@ fn cpu_features() -> Vec<&'static str> {
 pub fn bench(args: &BenchArgs) -> Result<()> {
     crate::threads::size_elementwise_pool(args.quantized);
     let path = local_model(&args.model, "--model")?;
-    let mut model = load_model_on(&path, None, &args.device.open("--device")?)?;
-    if args.lora > 0 {
-        let config = LoraConfig {
-            rank: args.lora,
-            alpha: 2.0 * args.lora as f64,
-            targets: vec![Target::Q, Target::K, Target::V, Target::O],
-        };
-        let base = args.model.display().to_string();
-        model.policy.attach_lora(&config, 0, &base)?;
-    }
+    let model = bench_model(&path, args)?;
     let mut reference = match &args.pytorch {
         Some(python) => {
             if args.lora > 0 || args.quantized || args.device != crate::model::DeviceChoice::Cpu {
@@ -177,19 +168,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         );
         report.sampling.push(row);
     }
-    let mut overall = peak_rss_gib();
-    for &(p, seq) in &args.pairs.0 {
-        tracing::info!("DPO step at {p} pairs x {seq} tokens");
-        overall = overall.max(peak_rss_gib());
-        let row = step_row(&model, (p, seq), peak, args.reps, reference.as_mut())?;
-        tracing::info!(
-            "DPO step at {p} x {seq}: {:.1} policy tokens/s, peak RSS {}{}",
-            row.policy_tokens_per_s,
-            render::gib(row.peak_rss_gib),
-            render::versus(row.policy_tokens_per_s, row.pytorch.as_ref())
-        );
-        report.steps.push(row);
-    }
+    let overall = step_rows(&model, args, &mut report, reference.as_mut())?;
     report.peak_rss_gib = overall.max(peak_rss_gib());
     if let Some(r) = reference {
         r.finish()?;
@@ -200,6 +179,51 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         print!("{}", render::render(&report));
     }
     Ok(())
+}
+
+/// Measures the DPO step rows of `--pairs` into `report`; returns the peak RSS seen before each.
+fn step_rows(
+    model: &crate::model::LoadedModel,
+    args: &BenchArgs,
+    report: &mut BenchReport,
+    mut reference: Option<&mut Reference>,
+) -> Result<f64> {
+    let mut overall = peak_rss_gib();
+    for &(p, seq) in &args.pairs.0 {
+        tracing::info!("DPO step at {p} pairs x {seq} tokens");
+        overall = overall.max(peak_rss_gib());
+        let row = step_row(
+            model,
+            (p, seq),
+            report.matmul_peak_gflops,
+            args.reps,
+            reference.as_deref_mut(),
+        )?;
+        tracing::info!(
+            "DPO step at {p} x {seq}: {:.1} policy tokens/s, peak RSS {}{}",
+            row.policy_tokens_per_s,
+            render::gib(row.peak_rss_gib),
+            render::versus(row.policy_tokens_per_s, row.pytorch.as_ref())
+        );
+        report.steps.push(row);
+    }
+    Ok(overall)
+}
+
+/// The model to measure, with LoRA adapters of `--lora` rank (alpha = 2·rank) on the attention
+/// projections when asked.
+fn bench_model(path: &std::path::Path, args: &BenchArgs) -> Result<crate::model::LoadedModel> {
+    let mut model = load_model_on(path, None, &args.device.open("--device")?)?;
+    if args.lora > 0 {
+        let config = LoraConfig {
+            rank: args.lora,
+            alpha: 2.0 * args.lora as f64,
+            targets: vec![Target::Q, Target::K, Target::V, Target::O],
+        };
+        let base = args.model.display().to_string();
+        model.policy.attach_lora(&config, 0, &base)?;
+    }
+    Ok(model)
 }
 
 /// One step row: a warm-up, then `reps` timed steps of ours, each followed by one of PyTorch's
