@@ -103,84 +103,93 @@ fn read_pairs_with(path: &Path, finish: Option<&PairFinish>) -> Result<Vec<PairR
     if lines.is_empty() {
         return Err(user_error(format!("{}: no pairs", path.display())));
     }
-    let mut out = Vec::with_capacity(lines.len());
-    for l in &lines {
-        for field in ["prompt", "chosen", "rejected"] {
-            if !l.object.contains_key(field) {
-                l.string(path, field)?; // the missing-field error
-            }
+    lines.iter().map(|l| pair_record(path, l, finish)).collect()
+}
+
+/// One line's pair: its texts (finished with the EOS when `finish` is given), reference
+/// log-probs and weight, checked.
+fn pair_record(path: &Path, l: &JsonlLine, finish: Option<&PairFinish>) -> Result<PairRecord> {
+    for field in ["prompt", "chosen", "rejected"] {
+        if !l.object.contains_key(field) {
+            l.string(path, field)?; // the missing-field error
         }
-        let [prompt, mut chosen, mut rejected] = texts(path, l, finish)?;
-        if chosen.is_empty() || rejected.is_empty() {
-            return Err(user_error(format!(
-                "{}:{}: chosen and rejected must not be empty",
-                path.display(),
-                l.line
-            )));
-        }
-        if let Some(f) = finish {
-            for text in [&mut chosen, &mut rejected] {
-                if !text.ends_with(f.eos) {
-                    text.push_str(f.eos);
-                }
-            }
-        }
-        let rec = PairRecord {
-            prompt,
-            chosen,
-            rejected,
-            ref_chosen_logps: l.number(path, "ref_chosen_logps")?,
-            ref_rejected_logps: l.number(path, "ref_rejected_logps")?,
-            weight: l.number(path, "weight")?,
-        };
-        if rec.ref_chosen_logps.is_some() != rec.ref_rejected_logps.is_some() {
-            return Err(user_error(format!(
-                "{}:{}: give both ref_chosen_logps and ref_rejected_logps, or neither",
-                path.display(),
-                l.line
-            )));
-        }
-        let at = |what: String| user_error(format!("{}:{}: {what}", path.display(), l.line));
-        for (field, value) in [
-            ("weight", rec.weight),
-            ("ref_chosen_logps", rec.ref_chosen_logps),
-            ("ref_rejected_logps", rec.ref_rejected_logps),
-        ] {
-            if let Some(v) = value
-                && v.abs() > f64::from(f32::MAX)
-            {
-                return Err(at(format!(
-                    "field `{field}` = {} overflows f32, which training computes in",
-                    crate::error::show_number(v)
-                )));
-            }
-            if field != "weight" && value.is_some_and(|v| v > 0.0) {
-                return Err(at(format!(
-                    "field `{field}` = {} is positive; a log-probability is <= 0",
-                    value.unwrap_or_default()
-                )));
-            }
-        }
-        if rec.chosen == rec.rejected {
-            return Err(at(
-                "chosen and rejected are the same text; the pair has nothing to teach".into(),
-            ));
-        }
-        if rec.weight.is_some_and(|w| w < 0.0) {
-            return Err(user_error(format!(
-                "{}:{}: weight must be >= 0",
-                path.display(),
-                l.line
-            )));
-        }
-        if rec.chosen.is_empty() || rec.rejected.is_empty() {
-            return Err(user_error(format!(
-                "{}:{}: chosen and rejected must not be empty",
-                path.display(),
-                l.line
-            )));
-        }
-        out.push(rec);
     }
-    Ok(out)
+    let [prompt, mut chosen, mut rejected] = texts(path, l, finish)?;
+    if chosen.is_empty() || rejected.is_empty() {
+        return Err(user_error(format!(
+            "{}:{}: chosen and rejected must not be empty",
+            path.display(),
+            l.line
+        )));
+    }
+    if let Some(f) = finish {
+        for text in [&mut chosen, &mut rejected] {
+            if !text.ends_with(f.eos) {
+                text.push_str(f.eos);
+            }
+        }
+    }
+    let rec = PairRecord {
+        prompt,
+        chosen,
+        rejected,
+        ref_chosen_logps: l.number(path, "ref_chosen_logps")?,
+        ref_rejected_logps: l.number(path, "ref_rejected_logps")?,
+        weight: l.number(path, "weight")?,
+    };
+    check_pair(path, l, &rec)?;
+    Ok(rec)
+}
+
+/// The checks a pair must pass before training: both reference log-probs or neither, numbers
+/// that fit f32, log-probs ≤ 0, a weight ≥ 0, two different non-empty texts.
+fn check_pair(path: &Path, l: &JsonlLine, rec: &PairRecord) -> Result<()> {
+    if rec.ref_chosen_logps.is_some() != rec.ref_rejected_logps.is_some() {
+        return Err(user_error(format!(
+            "{}:{}: give both ref_chosen_logps and ref_rejected_logps, or neither",
+            path.display(),
+            l.line
+        )));
+    }
+    let at = |what: String| user_error(format!("{}:{}: {what}", path.display(), l.line));
+    for (field, value) in [
+        ("weight", rec.weight),
+        ("ref_chosen_logps", rec.ref_chosen_logps),
+        ("ref_rejected_logps", rec.ref_rejected_logps),
+    ] {
+        if let Some(v) = value
+            && v.abs() > f64::from(f32::MAX)
+        {
+            return Err(at(format!(
+                "field `{field}` = {} overflows f32, which training computes in",
+                crate::error::show_number(v)
+            )));
+        }
+        if field != "weight" && value.is_some_and(|v| v > 0.0) {
+            return Err(at(format!(
+                "field `{field}` = {} is positive; a log-probability is <= 0",
+                value.unwrap_or_default()
+            )));
+        }
+    }
+    if rec.chosen == rec.rejected {
+        return Err(at(
+            "chosen and rejected are the same text; the pair has nothing to teach".into(),
+        ));
+    }
+    if rec.weight.is_some_and(|w| w < 0.0) {
+        return Err(user_error(format!(
+            "{}:{}: weight must be >= 0",
+            path.display(),
+            l.line
+        )));
+    }
+    if rec.chosen.is_empty() || rec.rejected.is_empty() {
+        return Err(user_error(format!(
+            "{}:{}: chosen and rejected must not be empty",
+            path.display(),
+            l.line
+        )));
+    }
+    Ok(())
 }
