@@ -142,16 +142,15 @@ fn pair_record(path: &Path, l: &JsonlLine, finish: Option<&PairFinish>) -> Resul
 }
 
 /// The checks a pair must pass before training: both reference log-probs or neither, numbers
-/// that fit f32, log-probs ≤ 0, a weight ≥ 0, two different non-empty texts.
+/// that fit f32, log-probs ≤ 0, a weight ≥ 0, two different texts ([`pair_record`] has already
+/// refused empty ones, and the EOS it may append only lengthens them).
 fn check_pair(path: &Path, l: &JsonlLine, rec: &PairRecord) -> Result<()> {
-    if rec.ref_chosen_logps.is_some() != rec.ref_rejected_logps.is_some() {
-        return Err(user_error(format!(
-            "{}:{}: give both ref_chosen_logps and ref_rejected_logps, or neither",
-            path.display(),
-            l.line
-        )));
-    }
     let at = |what: String| user_error(format!("{}:{}: {what}", path.display(), l.line));
+    if rec.ref_chosen_logps.is_some() != rec.ref_rejected_logps.is_some() {
+        return Err(at(
+            "give both ref_chosen_logps and ref_rejected_logps, or neither".into(),
+        ));
+    }
     for (field, value) in [
         ("weight", rec.weight),
         ("ref_chosen_logps", rec.ref_chosen_logps),
@@ -178,18 +177,7 @@ fn check_pair(path: &Path, l: &JsonlLine, rec: &PairRecord) -> Result<()> {
         ));
     }
     if rec.weight.is_some_and(|w| w < 0.0) {
-        return Err(user_error(format!(
-            "{}:{}: weight must be >= 0",
-            path.display(),
-            l.line
-        )));
-    }
-    if rec.chosen.is_empty() || rec.rejected.is_empty() {
-        return Err(user_error(format!(
-            "{}:{}: chosen and rejected must not be empty",
-            path.display(),
-            l.line
-        )));
+        return Err(at("weight must be >= 0".into()));
     }
     Ok(())
 }

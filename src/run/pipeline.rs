@@ -85,9 +85,8 @@ fn pipeline(
     if let (Some(train), Some((_, eval))) = (&questions, &evals) {
         check_overlap(run, train, eval)?;
     }
-    let samples_ahead = spec.format != DataFormat::Pairs
-        && !matches!(run.recipe.pairs.mode, PairMode::OffPolicy(_));
-    let server = if samples_ahead {
+    // A sampling server is needed exactly when there are questions to sample.
+    let server = if questions.is_some() {
         connect(&run.recipe.sampling)?
     } else {
         None
