@@ -4,12 +4,17 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, IndexOp, Tensor};
+use rayon::prelude::*;
 
 use super::config::ModelConfig;
 use super::decoder::{KvCache, Weights, forward, logits_at};
+use super::pick::pick_token;
 use super::tokenizer::Tokenizer;
 use crate::error::user_error;
 use crate::rng::Rng;
+
+/// Vocabulary size from which rows pick their tokens in parallel.
+const PARALLEL_PICK_FROM: usize = 4096;
 
 /// How to pick tokens.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,15 +198,36 @@ fn pick_tokens(
             step + 1
         )));
     }
+    let picks = pick_rows(&logits_rows, active, rows, params);
     let mut next = Vec::with_capacity(active.len());
-    for (j, &req) in active.iter().enumerate() {
+    for (&req, (token, rng)) in active.iter().zip(picks) {
         let row = &mut rows[req];
-        let token = pick_token(&logits_rows[j], params, &mut row.rng);
+        row.rng = rng;
         row.tokens.push(token);
         row.done = finished(row, token, tok, params, step + 1 == params.max_new_tokens)?;
         next.push(token);
     }
     Ok(next)
+}
+
+/// Each active row's token and its generator after the draw; rows in parallel when the
+/// vocabulary is large (each row draws from its own generator, so the result is the same).
+fn pick_rows(
+    logits_rows: &[Vec<f32>],
+    active: &[usize],
+    rows: &[Row],
+    params: &SamplingParams,
+) -> Vec<(u32, Rng)> {
+    let pick = |(logits, &req): (&Vec<f32>, &usize)| {
+        let mut rng = rows[req].rng.clone();
+        (pick_token(logits, params, &mut rng), rng)
+    };
+    let vocab = logits_rows.first().map_or(0, Vec::len);
+    if logits_rows.len() > 1 && vocab >= PARALLEL_PICK_FROM {
+        logits_rows.par_iter().zip(active).map(pick).collect()
+    } else {
+        logits_rows.iter().zip(active).map(pick).collect()
+    }
 }
 
 fn warn_past_context(cfg: &ModelConfig, prompt: usize, new_tokens: usize) {
@@ -274,53 +300,4 @@ fn decode_mask(pads: &[usize], s: usize, device: &Device) -> Result<Tensor> {
         .flat_map(|&pad| (0..s).map(move |j| if j >= pad { 0.0 } else { f32::NEG_INFINITY }))
         .collect();
     Ok(Tensor::from_vec(v, (pads.len(), 1, 1, s), device)?)
-}
-
-/// Greedy (first maximum) or sampled token from one row of logits.
-pub fn pick_token(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> u32 {
-    if params.temperature <= 0.0 {
-        let mut best = 0;
-        for (i, &x) in logits.iter().enumerate() {
-            if x > logits[best] {
-                best = i;
-            }
-        }
-        return best as u32;
-    }
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    if params.top_k > 0 {
-        order.truncate(params.top_k);
-    }
-    let max = logits[order[0]] as f64;
-    let mut probs: Vec<f64> = order
-        .iter()
-        .map(|&i| ((logits[i] as f64 - max) / params.temperature).exp())
-        .collect();
-    let total: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|p| *p /= total);
-    if params.top_p < 1.0 {
-        let mut cum = 0.0;
-        let mut keep = probs.len();
-        for (i, p) in probs.iter().enumerate() {
-            cum += p;
-            if cum >= params.top_p {
-                keep = i + 1;
-                break;
-            }
-        }
-        probs.truncate(keep);
-        order.truncate(keep);
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-    }
-    let u = rng.next_f64();
-    let mut cum = 0.0;
-    for (i, p) in probs.iter().enumerate() {
-        cum += p;
-        if u < cum {
-            return order[i] as u32;
-        }
-    }
-    order[probs.len() - 1] as u32
 }
