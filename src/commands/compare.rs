@@ -119,67 +119,80 @@ pub fn group(runs: Vec<RunInfo>, by: &[String]) -> Result<(Vec<String>, Vec<Grou
             )));
         }
     }
-    let value = |r: &RunInfo, k: &str| r.settings.get(k).cloned().unwrap_or_default();
     let differing: Vec<String> = all_keys
         .iter()
-        .filter(|k| runs.iter().any(|r| value(r, k) != value(&runs[0], k)))
+        .filter(|k| runs.iter().any(|r| setting(r, k) != setting(&runs[0], k)))
         .cloned()
         .collect();
-    let columns: Vec<String> = if by.is_empty() {
-        // The scripts' hash is a column only when the recipe keys alone do not tell the groups
-        // apart (a script edited between runs).
-        let recipe_keys: Vec<String> = differing
-            .iter()
-            .filter(|k| *k != SCRIPTS)
-            .cloned()
-            .collect();
-        let tuples = |keys: &[String]| -> BTreeSet<Vec<String>> {
-            runs.iter()
-                .map(|r| keys.iter().map(|k| value(r, k)).collect())
-                .collect()
-        };
-        if tuples(&recipe_keys).len() < tuples(&differing).len() {
-            differing.clone()
-        } else {
-            recipe_keys
-        }
-    } else {
-        by.to_vec()
-    };
+    let columns = group_columns(&runs, &differing, by);
     let mut groups: BTreeMap<Vec<String>, Vec<RunInfo>> = BTreeMap::new();
     for run in runs {
         let key: Vec<String> = columns
             .iter()
-            .map(|k| value(&run, k).trim_matches('"').to_string())
+            .map(|k| setting(&run, k).trim_matches('"').to_string())
             .collect();
         groups.entry(key).or_default().push(run);
     }
+    check_groups(&groups, &differing, by)?;
+    let groups = groups
+        .into_iter()
+        .map(|(columns, runs)| Group { columns, runs })
+        .collect();
+    Ok((columns, groups))
+}
+
+/// The recipe value of `key` in a run ("" where the run does not set it).
+fn setting(run: &RunInfo, key: &str) -> String {
+    run.settings.get(key).cloned().unwrap_or_default()
+}
+
+/// The columns that tell groups apart: `--by`, else the keys whose values differ between runs
+/// (the scripts' hash only when the recipe keys alone do not tell the groups apart: a script
+/// edited between runs).
+fn group_columns(runs: &[RunInfo], differing: &[String], by: &[String]) -> Vec<String> {
+    if !by.is_empty() {
+        return by.to_vec();
+    }
+    let recipe_keys: Vec<String> = differing
+        .iter()
+        .filter(|k| *k != SCRIPTS)
+        .cloned()
+        .collect();
+    let tuples = |keys: &[String]| -> BTreeSet<Vec<String>> {
+        runs.iter()
+            .map(|r| keys.iter().map(|k| setting(r, k)).collect())
+            .collect()
+    };
+    if tuples(&recipe_keys).len() < tuples(differing).len() {
+        differing.to_vec()
+    } else {
+        recipe_keys
+    }
+}
+
+/// Every run of a group must agree on every key that differs between runs.
+fn check_groups(
+    groups: &BTreeMap<Vec<String>, Vec<RunInfo>>,
+    differing: &[String],
+    by: &[String],
+) -> Result<()> {
     for members in groups.values() {
-        for key in &differing {
-            let (a, b) = (
-                &members[0],
-                members
-                    .iter()
-                    .find(|r| value(r, key) != value(&members[0], key)),
-            );
-            if let Some(b) = b {
+        for key in differing {
+            let a = &members[0];
+            if let Some(b) = members.iter().find(|r| setting(r, key) != setting(a, key)) {
                 return Err(user_error(format!(
                     "--by {}: {} and {} fall in one group but differ in {key} ({} and {}); add it \
                      to --by or leave those runs out",
                     by.join(","),
                     a.dir.display(),
                     b.dir.display(),
-                    value(a, key),
-                    value(b, key)
+                    setting(a, key),
+                    setting(b, key)
                 )));
             }
         }
     }
-    let groups = groups
-        .into_iter()
-        .map(|(columns, runs)| Group { columns, runs })
-        .collect();
-    Ok((columns, groups))
+    Ok(())
 }
 
 /// Per-question correctness from `eval_after.jsonl`, by question id.

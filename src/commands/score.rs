@@ -14,7 +14,8 @@ use crate::model::{LoadedModel, load_model_on, local_model};
 use crate::recipe::{self, HookSource, RecipeInput, TokenizerChoice, Weighting};
 use crate::script::{HookKind, HookRef, ScriptHost, from_source};
 use crate::train::{
-    LossFn, StepBatch, add_grads, backward, grad_norm, step_loss, tokenize_pair, values, wpo_weight,
+    LossFn, StepBatch, StepLoss, add_grads, backward, grad_norm, step_loss, tokenize_pair, values,
+    wpo_weight,
 };
 
 /// Pairs per forward pass.
@@ -92,23 +93,7 @@ pub fn score_pairs(
             let scaled = (&step.total * (chunk.len() as f64 / pairs.len() as f64))?;
             add_grads(&mut grads, backward(policy, &scaled)?)?;
         }
-        let fwd = &step.forward;
-        let per_pair = step.per_pair.as_ref().map(values).transpose()?;
-        let (chosen, rejected) = (values(&fwd.chosen_logps)?, values(&fwd.rejected_logps)?);
-        let (cw, rw) = (values(&fwd.chosen_wpo)?, values(&fwd.rejected_wpo)?);
-        let wpo = values(&wpo_weight(&step.inputs, clamp)?)?;
-        for i in 0..chunk.len() {
-            rows.push(ScoreRow {
-                chosen_logps: chosen[i],
-                rejected_logps: rejected[i],
-                chosen_tokens: fwd.chosen_tokens[i],
-                rejected_tokens: fwd.rejected_tokens[i],
-                chosen_wpo: cw[i],
-                rejected_wpo: rw[i],
-                wpo_weight: wpo[i],
-                loss: per_pair.as_ref().map(|v| v[i]),
-            });
-        }
+        rows.extend(score_rows(&step, chunk.len(), clamp)?);
     }
     let grad_norm = if with_grad {
         Some(grad_norm(&grads)?)
@@ -120,6 +105,27 @@ pub fn score_pairs(
         mean_loss: loss_sum / pairs.len() as f64,
         grad_norm,
     })
+}
+
+/// One row per pair of a scored chunk of `n` pairs.
+fn score_rows(step: &StepLoss, n: usize, clamp: bool) -> Result<Vec<ScoreRow>> {
+    let fwd = &step.forward;
+    let per_pair = step.per_pair.as_ref().map(values).transpose()?;
+    let (chosen, rejected) = (values(&fwd.chosen_logps)?, values(&fwd.rejected_logps)?);
+    let (cw, rw) = (values(&fwd.chosen_wpo)?, values(&fwd.rejected_wpo)?);
+    let wpo = values(&wpo_weight(&step.inputs, clamp)?)?;
+    Ok((0..n)
+        .map(|i| ScoreRow {
+            chosen_logps: chosen[i],
+            rejected_logps: rejected[i],
+            chosen_tokens: fwd.chosen_tokens[i],
+            rejected_tokens: fwd.rejected_tokens[i],
+            chosen_wpo: cw[i],
+            rejected_wpo: rw[i],
+            wpo_weight: wpo[i],
+            loss: per_pair.as_ref().map(|v| v[i]),
+        })
+        .collect())
 }
 
 /// The loss hook `trainer score` uses: the script's, the named plugin, or the recipe's.

@@ -56,22 +56,8 @@ impl Tokenizer {
                 "model `{model}` is not supported (only byte-level BPE, `gpt2`); pass model.tokenizer = \"tokenizer.json\""
             )));
         }
-        let strings = |key: &str| -> Result<Vec<String>> {
-            let values = md
-                .get(key)
-                .and_then(|v| v.to_vec().ok())
-                .ok_or_else(|| bad(&format!("no {key}")))?;
-            values
-                .iter()
-                .map(|v| {
-                    v.to_string()
-                        .cloned()
-                        .map_err(|_| bad(&format!("{key} holds a non-string")))
-                })
-                .collect()
-        };
-        let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
+        let tokens = gguf_strings(md, "tokenizer.ggml.tokens", origin)?;
+        let merges = gguf_strings(md, "tokenizer.ggml.merges", origin)?;
         let types: Vec<i32> = match md
             .get("tokenizer.ggml.token_type")
             .and_then(|v| v.to_vec().ok())
@@ -79,23 +65,7 @@ impl Tokenizer {
             Some(values) => values.iter().map(|v| v.to_i32().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
-        let vocab: tokenizers::models::bpe::Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        let merges: Vec<(String, String)> = merges
-            .iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| bad(&format!("bad merge `{m}`")))
-            })
-            .collect::<Result<_>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| bad(&format!("cannot build BPE: {e}")))?;
+        let bpe = gguf_bpe(&tokens, &merges, origin)?;
         let pre = md
             .get("tokenizer.ggml.pre")
             .and_then(|v| v.to_string().ok().cloned())
@@ -187,6 +157,50 @@ impl Tokenizer {
     pub fn from_inner(inner: tokenizers::Tokenizer, eos: Option<u32>) -> Tokenizer {
         Self::with_ids(inner, eos)
     }
+}
+
+/// A string array of GGUF metadata.
+fn gguf_strings(
+    md: &std::collections::HashMap<String, gguf_file::Value>,
+    key: &str,
+    origin: &str,
+) -> Result<Vec<String>> {
+    let bad = |what: String| user_error(format!("{origin}: GGUF tokenizer: {what}"));
+    let values = md
+        .get(key)
+        .and_then(|v| v.to_vec().ok())
+        .ok_or_else(|| bad(format!("no {key}")))?;
+    values
+        .iter()
+        .map(|v| {
+            v.to_string()
+                .cloned()
+                .map_err(|_| bad(format!("{key} holds a non-string")))
+        })
+        .collect()
+}
+
+/// The byte-level BPE model of a GGUF vocabulary (token `i` has id `i`) and its merges
+/// (`"a b"` each).
+fn gguf_bpe(tokens: &[String], merges: &[String], origin: &str) -> Result<BPE> {
+    let bad = |what: String| user_error(format!("{origin}: GGUF tokenizer: {what}"));
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let merges: Vec<(String, String)> = merges
+        .iter()
+        .map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| bad(format!("bad merge `{m}`")))
+        })
+        .collect::<Result<_>>()?;
+    BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| bad(format!("cannot build BPE: {e}")))
 }
 
 fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {

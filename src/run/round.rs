@@ -141,23 +141,33 @@ pub(super) fn round(
         let before = summary.eval_before.as_ref().filter(|_| place.k == 1);
         log_accuracy(place, [(0, before), (metrics.len(), eval_after.as_ref())])?;
     }
-    let weights: Vec<f64> = records.iter().filter_map(|p| p.weight).collect();
-    let round_summary = RoundSummary {
-        round: place.k,
-        sample_accuracy: summary.sample_accuracy,
-        pairs: records.len(),
-        weight_mean: summary.weight_mean,
+    let summary = round_summary(place.k, summary, records.len(), &metrics, eval_after);
+    Ok(Some(RoundOutcome {
+        metrics,
+        weights: records.iter().filter_map(|p| p.weight).collect(),
+        summary,
+    }))
+}
+
+/// What round `k` did: its samples' accuracy, pairs, mean weight, training and eval.
+fn round_summary(
+    k: usize,
+    run_summary: &RunSummary,
+    pairs: usize,
+    metrics: &[StepMetrics],
+    eval_after: Option<EvalResult>,
+) -> RoundSummary {
+    RoundSummary {
+        round: k,
+        sample_accuracy: run_summary.sample_accuracy,
+        pairs,
+        weight_mean: run_summary.weight_mean,
         steps: metrics.len(),
         first_loss: metrics.first().map(|m| m.loss),
         last_loss: metrics.last().map(|m| m.loss),
-        tail_reward_accuracy: tail_mean(&metrics, |m| m.reward_accuracy),
+        tail_reward_accuracy: tail_mean(metrics, |m| m.reward_accuracy),
         eval_after,
-    };
-    Ok(Some(RoundOutcome {
-        metrics,
-        weights,
-        summary: round_summary,
-    }))
+    }
 }
 
 /// The accuracy of the round's final model on the eval questions, when the recipe asks for it.

@@ -242,55 +242,8 @@ fn gradient_check(
     seed: u64,
 ) -> Result<GradCheck> {
     let (policy, base) = random_batch(seed)?;
-    let chosen = Var::from_tensor(&base.chosen_logps)?;
-    let rejected = Var::from_tensor(&base.rejected_logps)?;
-    let inputs = LossInputs {
-        chosen_logps: chosen.as_tensor().clone(),
-        rejected_logps: rejected.as_tensor().clone(),
-        ..base.clone()
-    };
-    // The unperturbed call records what every detach() returned; the perturbed calls of the
-    // finite differences get those values back, so a detached term is a constant to both sides.
-    let loss = super::tensor::detached::recording(|| scalar_loss(host, hook, &inputs, spec))?;
-    let grads = loss.backward()?;
-    let mut autograd = Vec::new();
-    for var in [&chosen, &rejected] {
-        autograd.push(match grads.get(var.as_tensor()) {
-            Some(g) => g.to_dtype(DType::F64)?.to_vec1::<f64>()?,
-            None => vec![0.0; GRAD_BATCH],
-        });
-    }
-    let mut finite = vec![vec![0.0; GRAD_BATCH]; 2];
-    // Without holding detached terms: only to tell a detached policy input apart.
-    let mut plain = vec![vec![0.0; GRAD_BATCH]; 2];
-    for (which, values) in policy.iter().enumerate() {
-        for i in 0..GRAD_BATCH {
-            let h = 1e-6 * values[i].abs().max(1.0);
-            let at = |delta: f64, hold: bool| -> Result<f64> {
-                let mut v = values.clone();
-                v[i] += delta;
-                let moved = Tensor::new(v.as_slice(), &Device::Cpu)?;
-                let mut probe = base.clone();
-                if which == 0 {
-                    probe.chosen_logps = moved
-                } else {
-                    probe.rejected_logps = moved
-                }
-                let eval = || -> Result<f64> {
-                    Ok(scalar_loss(host, hook, &probe, spec)?
-                        .to_dtype(DType::F64)?
-                        .to_scalar::<f64>()?)
-                };
-                if hold {
-                    super::tensor::detached::replaying(eval)
-                } else {
-                    super::tensor::detached::bypassing(eval)
-                }
-            };
-            finite[which][i] = (at(h, true)? - at(-h, true)?) / (2.0 * h);
-            plain[which][i] = (at(h, false)? - at(-h, false)?) / (2.0 * h);
-        }
-    }
+    let (loss, autograd) = autograd_grads(host, hook, spec, &base)?;
+    let (finite, plain) = finite_differences(host, hook, spec, &policy, &base)?;
     let names = ["chosen_logps", "rejected_logps"];
     let cut = (0..2)
         .find(|&w| {
@@ -321,4 +274,76 @@ fn gradient_check(
         loss: loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
         max_rel_error,
     })
+}
+
+/// The loss at `base` and its autograd gradient with respect to the chosen and rejected
+/// log-probabilities (zeros where the loss does not reach an input).
+fn autograd_grads(
+    host: &ScriptHost,
+    hook: HookRef,
+    spec: &LossSpec,
+    base: &LossInputs,
+) -> Result<(Tensor, Vec<Vec<f64>>)> {
+    let chosen = Var::from_tensor(&base.chosen_logps)?;
+    let rejected = Var::from_tensor(&base.rejected_logps)?;
+    let inputs = LossInputs {
+        chosen_logps: chosen.as_tensor().clone(),
+        rejected_logps: rejected.as_tensor().clone(),
+        ..base.clone()
+    };
+    // The unperturbed call records what every detach() returned; the perturbed calls of the
+    // finite differences get those values back, so a detached term is a constant to both sides.
+    let loss = super::tensor::detached::recording(|| scalar_loss(host, hook, &inputs, spec))?;
+    let grads = loss.backward()?;
+    let mut autograd = Vec::new();
+    for var in [&chosen, &rejected] {
+        autograd.push(match grads.get(var.as_tensor()) {
+            Some(g) => g.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+            None => vec![0.0; GRAD_BATCH],
+        });
+    }
+    Ok((loss, autograd))
+}
+
+/// Central differences of the loss in every chosen and rejected log-probability: holding what
+/// each detach() returned at `base` (the gradient autograd should match), and without holding
+/// it (only to tell a detached policy input apart).
+fn finite_differences(
+    host: &ScriptHost,
+    hook: HookRef,
+    spec: &LossSpec,
+    policy: &[Vec<f64>],
+    base: &LossInputs,
+) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>)> {
+    let mut finite = vec![vec![0.0; GRAD_BATCH]; 2];
+    let mut plain = vec![vec![0.0; GRAD_BATCH]; 2];
+    for (which, values) in policy.iter().enumerate() {
+        for i in 0..GRAD_BATCH {
+            let h = 1e-6 * values[i].abs().max(1.0);
+            let at = |delta: f64, hold: bool| -> Result<f64> {
+                let mut v = values.clone();
+                v[i] += delta;
+                let moved = Tensor::new(v.as_slice(), &Device::Cpu)?;
+                let mut probe = base.clone();
+                if which == 0 {
+                    probe.chosen_logps = moved
+                } else {
+                    probe.rejected_logps = moved
+                }
+                let eval = || -> Result<f64> {
+                    Ok(scalar_loss(host, hook, &probe, spec)?
+                        .to_dtype(DType::F64)?
+                        .to_scalar::<f64>()?)
+                };
+                if hold {
+                    super::tensor::detached::replaying(eval)
+                } else {
+                    super::tensor::detached::bypassing(eval)
+                }
+            };
+            finite[which][i] = (at(h, true)? - at(-h, true)?) / (2.0 * h);
+            plain[which][i] = (at(h, false)? - at(-h, false)?) / (2.0 * h);
+        }
+    }
+    Ok((finite, plain))
 }

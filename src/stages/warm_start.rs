@@ -142,29 +142,41 @@ pub fn train_sft(
             .drain(..spec.batch_size.min(order.len()))
             .map(|i| seqs[i].clone())
             .collect();
-        let scores = score_sequences(
-            &model.policy.config,
-            model.policy.weights(),
-            &batch,
-            tok.pad_id(),
-        )?;
-        let tokens: usize = scores.tokens.iter().sum();
-        let loss = (scores.logps.sum_all()? * (-1.0 / tokens as f64))?;
-        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let store = loss.backward()?;
-        let grads: Vec<Option<Tensor>> = opt
-            .vars()
-            .iter()
-            .map(|v| store.get(v.as_tensor()).cloned())
-            .collect();
-        let norm = grad_norm(&grads)?;
-        opt.step(&grads, schedule.lr(step), clip_scale(norm, 1.0))?;
+        let value = sft_step(model, &mut opt, &batch, schedule.lr(step))?;
         losses.push(value);
         bar.set_message(format!("loss {value:.3}"));
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(losses)
+}
+
+/// One step of cross-entropy on the response tokens of `batch` (prompt, response) at rate `lr`,
+/// the gradient clipped to norm 1; returns the loss (mean NLL per response token).
+fn sft_step(
+    model: &LoadedModel,
+    opt: &mut AdamW,
+    batch: &[(Vec<u32>, Vec<u32>)],
+    lr: f64,
+) -> Result<f64> {
+    let scores = score_sequences(
+        &model.policy.config,
+        model.policy.weights(),
+        batch,
+        model.tokenizer.pad_id(),
+    )?;
+    let tokens: usize = scores.tokens.iter().sum();
+    let loss = (scores.logps.sum_all()? * (-1.0 / tokens as f64))?;
+    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let store = loss.backward()?;
+    let grads: Vec<Option<Tensor>> = opt
+        .vars()
+        .iter()
+        .map(|v| store.get(v.as_tensor()).cloned())
+        .collect();
+    let norm = grad_norm(&grads)?;
+    opt.step(&grads, lr, clip_scale(norm, 1.0))?;
+    Ok(value)
 }
 
 fn shuffled(n: usize, seed: u64, epoch: u64) -> Vec<usize> {

@@ -243,37 +243,7 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
             b.key, b.values[0]
         )));
     }
-    // Every cell must resolve and compile its hooks (a bad plugin name stops here) before any run
-    // starts, no axis may be a key the script overrides with a hook of its own, and a finished
-    // run the sweep would skip must be a run of this cell.
-    let mut quantized = false;
-    for cell in &grid {
-        let probe = input(args, cell, seeds[0], args.out.join("check"));
-        let layered =
-            recipe::load(&probe).with_context(|| format!("sweep cell {}", cell_name(cell)))?;
-        let recipe = layered
-            .resolve()
-            .with_context(|| format!("sweep cell {}", cell_name(cell)))?;
-        quantized |= recipe.sampling.quantized;
-        let hooks = HookSet::load(&recipe)?;
-        check_finished_runs(
-            &args.out,
-            cell,
-            &seeds,
-            &identity::of_recipe(&layered, &hooks)?,
-        )?;
-        for kind in HookKind::ALL {
-            if hooks.from_script(kind) && axes.iter().any(|a| a.key == kind.recipe_key()) {
-                return Err(user_error(format!(
-                    "--grid {}: the script defines fn {}, which takes the place of {}; this axis \
-                     would change nothing (drop --script, or the hook from the script)",
-                    kind.recipe_key(),
-                    kind.signature(),
-                    kind.recipe_key()
-                )));
-            }
-        }
-    }
+    let quantized = check_cells(args, &axes, &grid, &seeds)?;
     // The cells run in this process: the pool is sized once, for all of them.
     crate::threads::size_elementwise_pool(quantized);
     std::fs::create_dir_all(&args.out)
@@ -302,6 +272,42 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
         }
     }
     write_outputs(&args.out, &grid, &outcomes, baseline.as_ref())
+}
+
+/// Every cell must resolve and compile its hooks (a bad plugin name stops here) before any run
+/// starts, no axis may be a key the script overrides with a hook of its own, and a finished run
+/// the sweep would skip must be a run of this cell. Returns whether any cell samples from
+/// quantized weights.
+fn check_cells(args: &SweepArgs, axes: &[Axis], grid: &[Cell], seeds: &[u64]) -> Result<bool> {
+    let mut quantized = false;
+    for cell in grid {
+        let probe = input(args, cell, seeds[0], args.out.join("check"));
+        let layered =
+            recipe::load(&probe).with_context(|| format!("sweep cell {}", cell_name(cell)))?;
+        let recipe = layered
+            .resolve()
+            .with_context(|| format!("sweep cell {}", cell_name(cell)))?;
+        quantized |= recipe.sampling.quantized;
+        let hooks = HookSet::load(&recipe)?;
+        check_finished_runs(
+            &args.out,
+            cell,
+            seeds,
+            &identity::of_recipe(&layered, &hooks)?,
+        )?;
+        for kind in HookKind::ALL {
+            if hooks.from_script(kind) && axes.iter().any(|a| a.key == kind.recipe_key()) {
+                return Err(user_error(format!(
+                    "--grid {}: the script defines fn {}, which takes the place of {}; this axis \
+                     would change nothing (drop --script, or the hook from the script)",
+                    kind.recipe_key(),
+                    kind.signature(),
+                    kind.recipe_key()
+                )));
+            }
+        }
+    }
+    Ok(quantized)
 }
 
 /// A run folder holding a finished run.
