@@ -276,6 +276,9 @@ fn gradient_check(
     })
 }
 
+/// One value per policy log-probability: `[chosen_logps, rejected_logps]`, `GRAD_BATCH` each.
+type PerInput = Vec<Vec<f64>>;
+
 /// The loss at `base` and its autograd gradient with respect to the chosen and rejected
 /// log-probabilities (zeros where the loss does not reach an input).
 fn autograd_grads(
@@ -283,7 +286,7 @@ fn autograd_grads(
     hook: HookRef,
     spec: &LossSpec,
     base: &LossInputs,
-) -> Result<(Tensor, Vec<Vec<f64>>)> {
+) -> Result<(Tensor, PerInput)> {
     let chosen = Var::from_tensor(&base.chosen_logps)?;
     let rejected = Var::from_tensor(&base.rejected_logps)?;
     let inputs = LossInputs {
@@ -314,7 +317,7 @@ fn finite_differences(
     spec: &LossSpec,
     policy: &[Vec<f64>],
     base: &LossInputs,
-) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>)> {
+) -> Result<(PerInput, PerInput)> {
     let mut finite = vec![vec![0.0; GRAD_BATCH]; 2];
     let mut plain = vec![vec![0.0; GRAD_BATCH]; 2];
     for (which, values) in policy.iter().enumerate() {
