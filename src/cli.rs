@@ -332,14 +332,16 @@ fn parse_shapes(text: &str) -> Result<Shapes, String> {
         .map(Shapes)
 }
 
-/// Parses `1,8,32` (or `''`, no count) for `--batches`.
+/// Parses `1,8,32` (or `''`, no count) for `--batches`; every count is at least 1.
 fn parse_counts(text: &str) -> Result<Counts, String> {
     text.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse()
-                .map_err(|_| format!("`{t}`: expected a comma-separated list of counts"))
+        .map(|t| match t.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "`{t}`: expected a comma-separated list of counts of at least 1"
+            )),
         })
         .collect::<Result<Vec<usize>, String>>()
         .map(Counts)

@@ -2,6 +2,7 @@
 
 mod anchors;
 mod bad_input;
+mod bench;
 mod builtin;
 mod common;
 mod compare;
