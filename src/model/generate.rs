@@ -8,37 +8,13 @@ use rayon::prelude::*;
 
 use super::config::ModelConfig;
 use super::decoder::{KvCache, Weights, forward, logits_at};
-use super::pick::pick_token;
+use super::pick::{SamplingParams, pick_token};
 use super::tokenizer::Tokenizer;
 use crate::error::user_error;
 use crate::rng::Rng;
 
 /// Vocabulary size from which rows pick their tokens in parallel.
 const PARALLEL_PICK_FROM: usize = 4096;
-
-/// How to pick tokens.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SamplingParams {
-    /// 0 means greedy.
-    pub temperature: f64,
-    pub top_p: f64,
-    /// 0 means no top-k cut.
-    pub top_k: usize,
-    pub max_new_tokens: usize,
-    pub stop: Vec<String>,
-}
-
-impl SamplingParams {
-    pub fn greedy(max_new_tokens: usize) -> Self {
-        Self {
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: 0,
-            max_new_tokens,
-            stop: Vec::new(),
-        }
-    }
-}
 
 /// One prompt to continue.
 #[derive(Debug, Clone)]

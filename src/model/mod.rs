@@ -28,14 +28,14 @@ pub use config::{Arch, Llama3Rope, ModelConfig};
 pub use decoder::{KvCache, LayerWeights, Weights, causal_mask, forward, logits_all, logits_at};
 pub use device::DeviceChoice;
 pub use frozen_linear::{frozen_linear, linear_2d, matmul_t};
-pub use generate::{Finish, GenRequest, Generation, SamplingParams, generate};
+pub use generate::{Finish, GenRequest, Generation, generate};
 pub use hub::{Fetched, HubId, fetch, local_model};
 pub use init::{INIT_STD, random_policy};
 pub use load::{LoadedModel, load_model, load_model_on, load_tokenizer, read_gguf};
 pub use lora::{
     ADAPTER_CONFIG, ADAPTER_WEIGHTS, LayerLora, LoraConfig, Target, merged_tensors, read_adapter,
 };
-pub use pick::pick_token;
+pub use pick::{SamplingParams, pick_token};
 pub use policy::{Policy, expected_tensors};
 pub use proj::Proj;
 pub use quant::{check_quantizable, quantized_weights, unpermute_rows};

@@ -3,7 +3,29 @@
 
 use crate::rng::Rng;
 
-use super::generate::SamplingParams;
+/// How to pick tokens, and how many (generation stops at `max_new_tokens` or a `stop` string).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f64,
+    pub top_p: f64,
+    /// 0 means no top-k cut.
+    pub top_k: usize,
+    pub max_new_tokens: usize,
+    pub stop: Vec<String>,
+}
+
+impl SamplingParams {
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        Self {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens,
+            stop: Vec::new(),
+        }
+    }
+}
 
 /// Below this many logits a comparison sort is as fast as the radix sort (same order either way).
 const RADIX_FROM: usize = 512;
