@@ -46,7 +46,7 @@ impl Tokenizer {
         eos: Option<u32>,
     ) -> Result<Tokenizer> {
         let md = &content.metadata;
-        let bad = |what: &str| user_error(format!("{origin}: GGUF tokenizer: {what}"));
+        let bad = |what: &str| gguf_error(origin, what);
         let model = md
             .get("tokenizer.ggml.model")
             .and_then(|v| v.to_string().ok())
@@ -159,13 +159,18 @@ impl Tokenizer {
     }
 }
 
+/// The user error for a GGUF file whose tokenizer metadata cannot be used.
+fn gguf_error(origin: &str, what: &str) -> anyhow::Error {
+    user_error(format!("{origin}: GGUF tokenizer: {what}"))
+}
+
 /// A string array of GGUF metadata.
 fn gguf_strings(
     md: &std::collections::HashMap<String, gguf_file::Value>,
     key: &str,
     origin: &str,
 ) -> Result<Vec<String>> {
-    let bad = |what: String| user_error(format!("{origin}: GGUF tokenizer: {what}"));
+    let bad = |what: String| gguf_error(origin, &what);
     let values = md
         .get(key)
         .and_then(|v| v.to_vec().ok())
@@ -183,7 +188,7 @@ fn gguf_strings(
 /// The byte-level BPE model of a GGUF vocabulary (token `i` has id `i`) and its merges
 /// (`"a b"` each).
 fn gguf_bpe(tokens: &[String], merges: &[String], origin: &str) -> Result<BPE> {
-    let bad = |what: String| user_error(format!("{origin}: GGUF tokenizer: {what}"));
+    let bad = |what: String| gguf_error(origin, &what);
     let vocab: tokenizers::models::bpe::Vocab = tokens
         .iter()
         .enumerate()
