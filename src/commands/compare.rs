@@ -257,6 +257,34 @@ fn pct_over_seeds(values: &[f64]) -> String {
     mean_interval(values).map_or("-".into(), |m| m.render(100.0, "%", false))
 }
 
+/// A group's seeds in order, flagged when one appears twice.
+fn seeds_cell(g: &Group) -> String {
+    let seeds: Vec<u64> = g.runs.iter().map(|r| r.seed).collect();
+    let distinct: BTreeSet<u64> = seeds.iter().copied().collect();
+    let mut text: Vec<String> = seeds.iter().map(u64::to_string).collect();
+    text.sort();
+    let dup = if distinct.len() < seeds.len() {
+        " (duplicate seeds!)"
+    } else {
+        ""
+    };
+    format!("{}{dup}", text.join(","))
+}
+
+/// The paired-difference and McNemar cells of a group against the baseline.
+fn versus_cell(g: &Group, base: &BTreeMap<String, bool>) -> Result<String> {
+    let p = paired(g, base)?;
+    Ok(format!(
+        " {:+.1} points [{:+.1}, {:+.1}] ({} gained, {} lost) | {:.3} |",
+        100.0 * p.interval.0,
+        100.0 * p.interval.1,
+        100.0 * p.interval.2,
+        p.gained,
+        p.lost,
+        p.p
+    ))
+}
+
 /// The table as printed.
 fn render(
     columns: &[String],
@@ -282,15 +310,6 @@ fn render(
     let cols = head.len().max(1) + 5 + if baseline.is_some() { 2 } else { 0 };
     let _ = writeln!(out, "|{}", " --- |".repeat(cols));
     for g in groups {
-        let seeds: Vec<u64> = g.runs.iter().map(|r| r.seed).collect();
-        let distinct: BTreeSet<u64> = seeds.iter().copied().collect();
-        let mut seed_text: Vec<String> = seeds.iter().map(u64::to_string).collect();
-        seed_text.sort();
-        let dup = if distinct.len() < seeds.len() {
-            " (duplicate seeds!)"
-        } else {
-            ""
-        };
         let before: Vec<f64> = g.runs.iter().filter_map(|r| r.before).collect();
         let after: Vec<f64> = g.runs.iter().filter_map(|r| r.after).collect();
         let secs: Vec<f64> = g.runs.iter().map(|r| r.seconds).collect();
@@ -300,25 +319,14 @@ fn render(
             g.columns.join(" | ")
         };
         let versus = match baseline {
-            Some(base) => {
-                let p = paired(g, base)?;
-                format!(
-                    " {:+.1} points [{:+.1}, {:+.1}] ({} gained, {} lost) | {:.3} |",
-                    100.0 * p.interval.0,
-                    100.0 * p.interval.1,
-                    100.0 * p.interval.2,
-                    p.gained,
-                    p.lost,
-                    p.p
-                )
-            }
+            Some(base) => versus_cell(g, base)?,
             None => String::new(),
         };
         let _ = writeln!(
             out,
-            "| {cells} | {} | {}{dup} | {} | {} | {:.0} |{versus}",
+            "| {cells} | {} | {} | {} | {} | {:.0} |{versus}",
             g.runs.len(),
-            seed_text.join(","),
+            seeds_cell(g),
             pct_over_seeds(&before),
             pct_over_seeds(&after),
             mean_interval(&secs).map_or(0.0, |m| m.mean),

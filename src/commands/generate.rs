@@ -1,5 +1,6 @@
 //! The `trainer generate` command: continue one prompt (optionally wrapped in the chat template).
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -15,35 +16,10 @@ use crate::rng;
 /// Prints the continuation of `--prompt` to stdout.
 pub fn generate_text(args: &GenerateArgs) -> Result<()> {
     crate::threads::size_elementwise_pool(args.quantized);
-    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
-        return Err(user_error(format!(
-            "--temperature {}: must be a finite number >= 0",
-            args.temperature
-        )));
-    }
-    if !(args.top_p.is_finite() && args.top_p > 0.0 && args.top_p <= 1.0) {
-        return Err(user_error(format!(
-            "--top-p {}: must be in (0, 1]",
-            args.top_p
-        )));
-    }
+    check_args(args)?;
     let path = local_model(&args.model, "--model")?;
     let model = load_model_on(&path, None, &args.device.open("--device")?)?;
-    let text = if args.chat {
-        // The model's own template, ChatML for a model without one.
-        match own_template(&path)? {
-            Some(template) => ChatTemplate::Jinja {
-                template,
-                system: String::new(),
-            },
-            None => ChatTemplate::ChatMl {
-                system: String::new(),
-            },
-        }
-        .prompt(&args.prompt)?
-    } else {
-        args.prompt.clone()
-    };
+    let text = prompt_text(args, &path)?;
     let prompt_ids = model.tokenizer.encode(&text)?;
     let params = SamplingParams {
         temperature: args.temperature,
@@ -79,4 +55,41 @@ pub fn generate_text(args: &GenerateArgs) -> Result<()> {
         g.finish
     );
     Ok(())
+}
+
+/// Refuses a temperature or top-p that sampling cannot use.
+fn check_args(args: &GenerateArgs) -> Result<()> {
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        return Err(user_error(format!(
+            "--temperature {}: must be a finite number >= 0",
+            args.temperature
+        )));
+    }
+    if !(args.top_p.is_finite() && args.top_p > 0.0 && args.top_p <= 1.0) {
+        return Err(user_error(format!(
+            "--top-p {}: must be in (0, 1]",
+            args.top_p
+        )));
+    }
+    Ok(())
+}
+
+/// The prompt as the model sees it: through its own chat template with `--chat` (ChatML for a
+/// model without one), else as given.
+fn prompt_text(args: &GenerateArgs, path: &Path) -> Result<String> {
+    Ok(if args.chat {
+        // The model's own template, ChatML for a model without one.
+        match own_template(path)? {
+            Some(template) => ChatTemplate::Jinja {
+                template,
+                system: String::new(),
+            },
+            None => ChatTemplate::ChatMl {
+                system: String::new(),
+            },
+        }
+        .prompt(&args.prompt)?
+    } else {
+        args.prompt.clone()
+    })
 }

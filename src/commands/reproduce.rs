@@ -94,6 +94,28 @@ pub fn compare(original: &Path, reproduced: &Path) -> Result<Vec<Check>> {
     Ok(checks)
 }
 
+/// Prints one line per artifact, the original's hash and the reproduction's; returns how many
+/// are identical.
+fn print_checks(checks: &[Check]) -> usize {
+    let mut same = 0;
+    for c in checks {
+        let verdict = if c.identical() {
+            "identical"
+        } else {
+            "DIFFERENT"
+        };
+        let again = c.reproduced.as_deref().unwrap_or("(not written)");
+        println!(
+            "{:<24} {verdict:<10} {}  {}",
+            c.name,
+            &c.original[..16],
+            &again[..16.min(again.len())]
+        );
+        same += usize::from(c.identical());
+    }
+    same
+}
+
 /// The `trainer reproduce` command: exit 0 when every artifact is identical, 1 otherwise.
 pub fn reproduce(run_dir: &Path) -> Result<()> {
     let started = Instant::now();
@@ -135,22 +157,7 @@ pub fn reproduce(run_dir: &Path) -> Result<()> {
     };
     crate::run::run(&request, Until::All).context("re-running the recipe")?;
     let checks = compare(run_dir, &out)?;
-    let mut same = 0;
-    for c in &checks {
-        let verdict = if c.identical() {
-            "identical"
-        } else {
-            "DIFFERENT"
-        };
-        let again = c.reproduced.as_deref().unwrap_or("(not written)");
-        println!(
-            "{:<24} {verdict:<10} {}  {}",
-            c.name,
-            &c.original[..16],
-            &again[..16.min(again.len())]
-        );
-        same += usize::from(c.identical());
-    }
+    let same = print_checks(&checks);
     println!(
         "{same} of {} artifacts identical; reproduction in {} ({:.0} s)",
         checks.len(),

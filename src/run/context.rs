@@ -37,6 +37,56 @@ pub(super) struct Run {
     pub until: &'static str,
 }
 
+/// The run's model, loaded: what [`Run`] keeps of it.
+struct RunModel {
+    model: LoadedModel,
+    template: ChatTemplate,
+    sha: String,
+    path: PathBuf,
+    revision: Option<String>,
+}
+
+/// Fetches (a hub id), warm-starts (the built-in model) or opens the recipe's model, with its
+/// chat template and the hash of its files.
+fn load_run_model(recipe: &Recipe) -> Result<RunModel> {
+    // A hub model is fetched first (its template is in its files); the built-in model is
+    // warm-started only after the template is known (it is part of the warm start's key).
+    let hub = match &recipe.model.source {
+        ModelSource::Hub(id) => Some(fetch(id, "model.path")?),
+        _ => None,
+    };
+    let own_path = match &recipe.model.source {
+        ModelSource::Path(p) => Some(p.clone()),
+        ModelSource::Hub(_) => hub.as_ref().map(|h| h.path.clone()),
+        ModelSource::Builtin(_) => None,
+    };
+    let template = run_template(recipe, own_path.as_deref())?;
+    let tokenizer = match &recipe.model.tokenizer {
+        TokenizerChoice::File(p) => Some(p.clone()),
+        TokenizerChoice::FromModel => None,
+    };
+    let device = recipe.model.device.open("model.device")?;
+    let model_path = match &own_path {
+        Some(p) => p.clone(),
+        None => model_path(recipe, &template)?,
+    };
+    if recipe.sampling.quantized {
+        check_quantizable(&model_path, &device, "sampling.quantized = true")?;
+    }
+    tracing::info!("loading {}", model_path.display());
+    let mut model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
+    check_sliding_window(&model, &model_path, recipe.train.max_length)?;
+    model.chat_template = template.to_jinja();
+    let model_sha = sha256_path(&model_path)?;
+    Ok(RunModel {
+        model,
+        template,
+        sha: model_sha,
+        path: model_path,
+        revision: hub.map(|h| h.commit),
+    })
+}
+
 /// Seconds spent in each stage, in order.
 #[derive(Debug, Default)]
 pub(super) struct Timings(pub Vec<(String, f64)>);
@@ -72,35 +122,7 @@ impl Run {
         let recipe_text = layered.annotated_toml()?;
         let run_key = keys::run_key(until, &recipe_text, &hooks.host.sources());
         let planned = folder::plan_run_dir(&recipe.run, &run_key, request.force)?;
-        // A hub model is fetched first (its template is in its files); the built-in model is
-        // warm-started only after the template is known (it is part of the warm start's key).
-        let hub = match &recipe.model.source {
-            ModelSource::Hub(id) => Some(fetch(id, "model.path")?),
-            _ => None,
-        };
-        let own_path = match &recipe.model.source {
-            ModelSource::Path(p) => Some(p.clone()),
-            ModelSource::Hub(_) => hub.as_ref().map(|h| h.path.clone()),
-            ModelSource::Builtin(_) => None,
-        };
-        let template = run_template(&recipe, own_path.as_deref())?;
-        let tokenizer = match &recipe.model.tokenizer {
-            TokenizerChoice::File(p) => Some(p.clone()),
-            TokenizerChoice::FromModel => None,
-        };
-        let device = recipe.model.device.open("model.device")?;
-        let model_path = match &own_path {
-            Some(p) => p.clone(),
-            None => model_path(&recipe, &template)?,
-        };
-        if recipe.sampling.quantized {
-            check_quantizable(&model_path, &device, "sampling.quantized = true")?;
-        }
-        tracing::info!("loading {}", model_path.display());
-        let mut model = load_model_on(&model_path, tokenizer.as_deref(), &device)?;
-        check_sliding_window(&model, &model_path, recipe.train.max_length)?;
-        model.chat_template = template.to_jinja();
-        let model_sha = sha256_path(&model_path)?;
+        let loaded = load_run_model(&recipe)?;
         let run_folder = folder::open_run_dir(planned, &recipe.run, &run_key)?;
         let dir = run_folder.dir.clone();
         write_atomic(&dir.join("recipe.toml"), recipe_text.as_bytes())?;
@@ -113,11 +135,11 @@ impl Run {
             hooks,
             dir,
             _folder: run_folder,
-            model,
-            template,
-            model_sha,
-            model_path,
-            model_revision: hub.map(|h| h.commit),
+            model: loaded.model,
+            template: loaded.template,
+            model_sha: loaded.sha,
+            model_path: loaded.path,
+            model_revision: loaded.revision,
             until,
         })
     }

@@ -33,12 +33,19 @@ pub(super) fn preflight(recipe: &Recipe, hooks: &HookSet) -> Result<()> {
         host.call_grade(hook, "2 + 2 = 4\n#### 4", &example)
             .map_err(|e| explain(e, host.file(hook.unit), hook, GRADE_KEYS, ""))?;
     }
+    preflight_weight(recipe, hooks, &example.id)?;
+    preflight_loss(recipe, hooks)
+}
+
+/// Calls the weight hook on a question none, half and all of whose samples are correct.
+fn preflight_weight(recipe: &Recipe, hooks: &HookSet, id: &str) -> Result<()> {
+    let host = &hooks.host;
     let n = recipe.sampling.n;
     let params = weight_params(&recipe.weight);
     let keys: Vec<String> = params.iter().map(|(k, _)| k.clone()).collect();
     for pc in [0, n / 2, n] {
         let stats = QuestionStats {
-            id: example.id.clone(),
+            id: id.to_string(),
             n,
             pc,
             pe: n - pc,
@@ -59,6 +66,12 @@ pub(super) fn preflight(recipe: &Recipe, hooks: &HookSet) -> Result<()> {
                 )
             })?;
     }
+    Ok(())
+}
+
+/// Calls the loss hook on a random batch of one pair.
+fn preflight_loss(recipe: &Recipe, hooks: &HookSet) -> Result<()> {
+    let host = &hooks.host;
     let (_, batch) = random_batch(1)?;
     let params = recipe.loss.hook_params();
     let keys: Vec<&str> = batch

@@ -17,7 +17,7 @@ use crate::stages::eval::EvalResult;
 use crate::stages::grade::grade_completions;
 use crate::stages::pair::{PairRow, PairSkips, PairText, Questions, pair};
 use crate::stages::reference::fill_reference;
-use crate::stages::sample::{SampleInputs, Server, sample};
+use crate::stages::sample::{Completion, SampleInputs, Server, sample};
 use crate::stages::train::{TrainInputs, train};
 use crate::stages::weigh::{question_stats, weigh};
 use crate::store::{EVENT_FILE, append_scalars};
@@ -239,21 +239,7 @@ impl QuestionStage<'_> {
         let (run, place) = (self.run, self.place);
         let recipe = &run.recipe;
         summary.questions = examples.len();
-        let cache = recipe
-            .run
-            .cache
-            .join("samples")
-            .join(format!("{key}.jsonl"));
-        let inputs = SampleInputs {
-            model: &run.model,
-            template: &run.template,
-            instruction: &recipe.data.instruction,
-            server: self.server,
-        };
-        let completions = timings.time(&place.stage("sample"), || {
-            sample(&inputs, examples, &recipe.sampling, &cache)
-        })?;
-        write_jsonl(&place.dir.join("samples.jsonl"), &completions)?;
+        let completions = self.sample(examples, key, timings)?;
         summary.samples = completions.len();
         if self.until == Until::Sample {
             return Ok(None);
@@ -299,6 +285,34 @@ impl QuestionStage<'_> {
             return Err(self.no_pairs(&skips));
         }
         Ok(Some(rows))
+    }
+
+    /// The round's samples (from the cache under `key` where it has them), also written to
+    /// `samples.jsonl`.
+    fn sample(
+        &self,
+        examples: &[Example],
+        key: &str,
+        timings: &mut Timings,
+    ) -> Result<Vec<Completion>> {
+        let (run, place) = (self.run, self.place);
+        let recipe = &run.recipe;
+        let cache = recipe
+            .run
+            .cache
+            .join("samples")
+            .join(format!("{key}.jsonl"));
+        let inputs = SampleInputs {
+            model: &run.model,
+            template: &run.template,
+            instruction: &recipe.data.instruction,
+            server: self.server,
+        };
+        let completions = timings.time(&place.stage("sample"), || {
+            sample(&inputs, examples, &recipe.sampling, &cache)
+        })?;
+        write_jsonl(&place.dir.join("samples.jsonl"), &completions)?;
+        Ok(completions)
     }
 
     /// The error for a round whose every question was skipped, with the counts of why.

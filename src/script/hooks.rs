@@ -348,53 +348,63 @@ impl ScriptHost {
                 format!("returned {type_name}, expected () or #{{chosen, rejected}}"),
             ));
         };
-        let pick = |field: &str| -> Result<Picked> {
-            let value = map
-                .get(field)
-                .ok_or_else(|| self.in_hook(hook, format!("the returned map has no `{field}`")))?;
-            if let Ok(i) = value.as_int() {
-                return usize::try_from(i)
-                    .ok()
-                    .filter(|i| *i < responses.len())
-                    .map(Picked::Sample)
-                    .ok_or_else(|| {
-                        self.in_hook(
-                            hook,
-                            format!(
-                                "`{field}` = {i} is not a sample index (0..{})",
-                                responses.len()
-                            ),
-                        )
-                    });
-            }
-            if value.is_string() {
-                let text = value.to_string();
-                if let Some(i) = responses.iter().position(|r| *r == text) {
-                    return Ok(Picked::Sample(i));
-                }
-                if gold_response == Some(text.as_str()) {
-                    return Ok(Picked::Gold);
-                }
-                let preview: String = text.chars().take(60).collect();
-                return Err(self.in_hook(
-                    hook,
-                    format!("`{field}` is a response that is not in the group: {preview:?}"),
-                ));
-            }
-            Err(self.in_hook(
-                hook,
-                format!(
-                    "`{field}` is {}, expected a sample index or a response string",
-                    value.type_name()
-                ),
-            ))
-        };
+        let pick = |field| self.picked(hook, &map, field, (responses, gold_response));
         let chosen = pick("chosen")?;
         let rejected = pick("rejected")?;
         if chosen == rejected {
             return Err(self.in_hook(hook, "chosen and rejected are the same response"));
         }
         Ok(Some(PairPick { chosen, rejected }))
+    }
+
+    /// The response a pair hook's returned `map` names in `field`: a sample index, the text of a
+    /// sample, or the gold response text.
+    fn picked(
+        &self,
+        hook: HookRef,
+        map: &Map,
+        field: &str,
+        (responses, gold_response): (&[&str], Option<&str>),
+    ) -> Result<Picked> {
+        let value = map
+            .get(field)
+            .ok_or_else(|| self.in_hook(hook, format!("the returned map has no `{field}`")))?;
+        if let Ok(i) = value.as_int() {
+            return usize::try_from(i)
+                .ok()
+                .filter(|i| *i < responses.len())
+                .map(Picked::Sample)
+                .ok_or_else(|| {
+                    self.in_hook(
+                        hook,
+                        format!(
+                            "`{field}` = {i} is not a sample index (0..{})",
+                            responses.len()
+                        ),
+                    )
+                });
+        }
+        if value.is_string() {
+            let text = value.to_string();
+            if let Some(i) = responses.iter().position(|r| *r == text) {
+                return Ok(Picked::Sample(i));
+            }
+            if gold_response == Some(text.as_str()) {
+                return Ok(Picked::Gold);
+            }
+            let preview: String = text.chars().take(60).collect();
+            return Err(self.in_hook(
+                hook,
+                format!("`{field}` is a response that is not in the group: {preview:?}"),
+            ));
+        }
+        Err(self.in_hook(
+            hook,
+            format!(
+                "`{field}` is {}, expected a sample index or a response string",
+                value.type_name()
+            ),
+        ))
     }
 }
 

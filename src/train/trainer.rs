@@ -203,6 +203,8 @@ impl Trainer<'_> {
         save_checkpoint_with(self.model, dir, |tmp| write_state(tmp, &state, moments))
     }
 
+    /// One optimizer step: forward and backward over each micro-batch of `micro` (indices into
+    /// `pairs`), the summed gradients clipped, AdamW at the schedule's rate.
     fn step(
         &self,
         pairs: &[TrainPair],
@@ -219,36 +221,12 @@ impl Trainer<'_> {
         let mut tally = Tally::default();
         for batch in micro {
             let members: Vec<&TrainPair> = batch.iter().map(|&i| &pairs[i]).collect();
-            let tok: Vec<TokenPair> = members.iter().map(|p| p.tokens.clone()).collect();
-            let rc: Vec<Option<f64>> = members.iter().map(|p| Some(p.ref_chosen)).collect();
-            let rr: Vec<Option<f64>> = members.iter().map(|p| Some(p.ref_rejected)).collect();
-            let w: Vec<f64> = members.iter().map(|p| p.weight).collect();
-            let sb = StepBatch {
-                pairs: &tok,
-                ref_chosen: &rc,
-                ref_rejected: &rr,
-                weights: &w,
-            };
-            let ids = || {
-                members
-                    .iter()
-                    .map(|p| p.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let loss_fn = LossFn {
-                host: self.host,
-                hook: self.hook,
-                spec: self.loss,
-            };
-            let out = forward_backward(
-                &self.model.policy,
-                self.model.tokenizer.pad_id(),
-                loss_fn,
-                &sb,
-                1.0 / micro.len() as f64,
-            )
-            .with_context(|| format!("training step {} (pairs {})", step + 1, ids()))?;
+            let out = self
+                .micro_step(&members, 1.0 / micro.len() as f64)
+                .with_context(|| {
+                    let ids: Vec<&str> = members.iter().map(|p| p.id.as_str()).collect();
+                    format!("training step {} (pairs {})", step + 1, ids.join(", "))
+                })?;
             loss += out.loss / micro.len() as f64;
             for (name, value) in &out.metrics {
                 *hook.entry(name.clone()).or_default() += value / micro.len() as f64;
@@ -272,6 +250,32 @@ impl Trainer<'_> {
             hook,
             ..tally.into_metrics(step + 1, epoch, loss)
         })
+    }
+
+    /// Forward and backward over one micro-batch, its loss and gradients scaled by `scale`.
+    fn micro_step(&self, members: &[&TrainPair], scale: f64) -> Result<StepOutput> {
+        let tok: Vec<TokenPair> = members.iter().map(|p| p.tokens.clone()).collect();
+        let rc: Vec<Option<f64>> = members.iter().map(|p| Some(p.ref_chosen)).collect();
+        let rr: Vec<Option<f64>> = members.iter().map(|p| Some(p.ref_rejected)).collect();
+        let w: Vec<f64> = members.iter().map(|p| p.weight).collect();
+        let sb = StepBatch {
+            pairs: &tok,
+            ref_chosen: &rc,
+            ref_rejected: &rr,
+            weights: &w,
+        };
+        let loss_fn = LossFn {
+            host: self.host,
+            hook: self.hook,
+            spec: self.loss,
+        };
+        forward_backward(
+            &self.model.policy,
+            self.model.tokenizer.pad_id(),
+            loss_fn,
+            &sb,
+            scale,
+        )
     }
 }
 

@@ -6,6 +6,8 @@ mod measure;
 mod pytorch;
 mod render;
 
+use std::path::Path;
+
 use anyhow::Result;
 use serde::Serialize;
 
@@ -118,18 +120,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     crate::threads::size_elementwise_pool(args.quantized);
     let path = local_model(&args.model, "--model")?;
     let model = bench_model(&path, args)?;
-    let mut reference = match &args.pytorch {
-        Some(python) => {
-            if args.lora > 0 || args.quantized || args.device != crate::model::DeviceChoice::Cpu {
-                return Err(crate::error::user_error(
-                    "--pytorch measures full fine-tuning and f32 sampling on the CPU: leave out \
-                     --lora, --quantized and --device",
-                ));
-            }
-            Some(Reference::start(python, &path)?)
-        }
-        None => None,
-    };
+    let mut reference = start_reference(args, &path)?;
     let trainable_params = model
         .policy
         .vars()
@@ -179,6 +170,23 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         print!("{}", render::render(&report));
     }
     Ok(())
+}
+
+/// The PyTorch reference process of `--pytorch`, started on the model file; refused with the
+/// options it does not measure.
+fn start_reference(args: &BenchArgs, path: &Path) -> Result<Option<Reference>> {
+    Ok(match &args.pytorch {
+        Some(python) => {
+            if args.lora > 0 || args.quantized || args.device != crate::model::DeviceChoice::Cpu {
+                return Err(crate::error::user_error(
+                    "--pytorch measures full fine-tuning and f32 sampling on the CPU: leave out \
+                 --lora, --quantized and --device",
+                ));
+            }
+            Some(Reference::start(python, path)?)
+        }
+        None => None,
+    })
 }
 
 /// Measures the DPO step rows of `--pairs` into `report`; returns the peak RSS seen before each.

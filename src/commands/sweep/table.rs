@@ -36,46 +36,48 @@ enum Versus {
     Diff(MeanInterval),
 }
 
+/// The seeds and accuracies after training of the runs of cell `name`.
+fn after_of(outcomes: &[Outcome], name: &str) -> Vec<(u64, f64)> {
+    outcomes
+        .iter()
+        .filter(|o| o.cell == name)
+        .filter_map(|o| o.accuracy_after.map(|a| (o.seed, a)))
+        .collect()
+}
+
+/// A cell against its partner under the baseline `b` (the same cell with the baseline's value):
+/// the mean paired difference over the seeds both ran.
+fn versus(cell: &Cell, mine: &[(u64, f64)], b: &Axis, outcomes: &[Outcome]) -> Versus {
+    let partner: Cell = cell
+        .iter()
+        .map(|(k, v)| {
+            let v = if *k == b.key { &b.values[0] } else { v };
+            (k.clone(), v.clone())
+        })
+        .collect();
+    if partner == *cell {
+        return Versus::IsBaseline;
+    }
+    let theirs = after_of(outcomes, &cell_name(&partner));
+    let diffs: Vec<f64> = mine
+        .iter()
+        .filter_map(|(s, a)| theirs.iter().find(|(t, _)| t == s).map(|(_, b)| a - b))
+        .collect();
+    match mean_interval(&diffs) {
+        Some(diff) => Versus::Diff(diff),
+        None => Versus::NoCommonSeed,
+    }
+}
+
+/// One row per cell: accuracy after over its seeds, the gain, how many runs improved, the
+/// reward accuracy at the end, and the difference to its baseline partner.
 fn rows(grid: &[Cell], outcomes: &[Outcome], baseline: Option<&Axis>) -> Vec<Row> {
-    let after_of = |name: &str| -> Vec<(u64, f64)> {
-        outcomes
-            .iter()
-            .filter(|o| o.cell == name)
-            .filter_map(|o| o.accuracy_after.map(|a| (o.seed, a)))
-            .collect()
-    };
     grid.iter()
         .map(|cell| {
             let name = cell_name(cell);
-            let mine = after_of(&name);
+            let mine = after_of(outcomes, &name);
             let values: Vec<f64> = mine.iter().map(|(_, a)| *a).collect();
-            let versus = baseline.map(|b| {
-                let partner: Cell = cell
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            if *k == b.key {
-                                b.values[0].clone()
-                            } else {
-                                v.clone()
-                            },
-                        )
-                    })
-                    .collect();
-                if partner == *cell {
-                    return Versus::IsBaseline;
-                }
-                let theirs = after_of(&cell_name(&partner));
-                let diffs: Vec<f64> = mine
-                    .iter()
-                    .filter_map(|(s, a)| theirs.iter().find(|(t, _)| t == s).map(|(_, b)| a - b))
-                    .collect();
-                match mean_interval(&diffs) {
-                    Some(diff) => Versus::Diff(diff),
-                    None => Versus::NoCommonSeed,
-                }
-            });
+            let versus = baseline.map(|b| versus(cell, &mine, b, outcomes));
             let runs: Vec<&Outcome> = outcomes.iter().filter(|o| o.cell == name).collect();
             let gains: Vec<f64> = runs
                 .iter()

@@ -17,21 +17,41 @@ struct Flash {
     scale: f32,
 }
 
-/// One group's operands: its `r × d` queries and `s × 2d` keys-and-values, and the mask rows.
+/// The mask and its [`visible_ends`].
+type Masks<'a> = (&'a [f32], &'a [usize]);
+
+/// One group's operands: its `r × d` queries and `s × 2d` keys-and-values, the mask rows, and
+/// for each mask row the end of its visible keys ([`visible_ends`]).
 struct Group<'a> {
     q: &'a [f32],
     kv: &'a [f32],
     mask: &'a [f32],
+    ends: &'a [usize],
+}
+
+/// For each mask row (`s` keys), one past the last key that is not −∞ (0 when every key is):
+/// the keys after it get probability exactly 0, so every product stops there. Found once per
+/// call; every block of query rows in forward and backward looks it up.
+fn visible_ends(mask: &[f32], s: usize) -> Vec<usize> {
+    mask.chunks(s)
+        .map(|m| {
+            m.iter()
+                .rposition(|&x| x != f32::NEG_INFINITY)
+                .map_or(0, |j| j + 1)
+        })
+        .collect()
 }
 
 impl<'a> Group<'a> {
     /// Group `bg` (batch row × KV group) of the operands.
-    fn of(dm: AttnDims, bg: usize, q: &'a [f32], kv: &'a [f32], m: &'a [f32]) -> Self {
+    /// `m` is the whole mask and `ends` its [`visible_ends`].
+    fn of(dm: AttnDims, bg: usize, (q, kv): (&'a [f32], &'a [f32]), (m, ends): Masks<'a>) -> Self {
         let mrow = if dm.bm == 1 { 0 } else { bg / dm.g };
         Group {
             q: &q[bg * dm.r * dm.d..(bg + 1) * dm.r * dm.d],
             kv: &kv[bg * dm.s * 2 * dm.d..(bg + 1) * dm.s * 2 * dm.d],
             mask: &m[mrow * dm.t * dm.s..(mrow + 1) * dm.t * dm.s],
+            ends: &ends[mrow * dm.t..(mrow + 1) * dm.t],
         }
     }
 
@@ -40,12 +60,7 @@ impl<'a> Group<'a> {
     /// Probabilities past it are exactly 0, so every product below stops there.
     fn visible(&self, dm: AttnDims, row0: usize, n: usize) -> usize {
         (row0..row0 + n)
-            .map(|i| {
-                let m = &self.mask[(i % dm.t) * dm.s..][..dm.s];
-                m.iter()
-                    .rposition(|&x| x != f32::NEG_INFINITY)
-                    .map_or(0, |j| j + 1)
-            })
+            .map(|i| self.ends[i % dm.t])
             .max()
             .unwrap_or(0)
     }
@@ -103,9 +118,10 @@ impl CustomOp3 for Flash {
         );
         let dm = attn_dims(self.name(), l1, l2, l3, 2)?;
         let (r, s, d) = (dm.r, dm.s, dm.d);
+        let ends = visible_ends(mask, s);
         let mut out = vec![0f32; q.len()];
         out.par_chunks_mut(r * d).enumerate().for_each(|(bg, o)| {
-            let grp = Group::of(dm, bg, q, kv, mask);
+            let grp = Group::of(dm, bg, (q, kv), (mask, &ends));
             o.par_chunks_mut(ROWS * d)
                 .enumerate()
                 .for_each(|(blk, ob)| {
@@ -167,6 +183,7 @@ impl Flash {
             bail!("flash-attention: five operands");
         };
         let (r, s, d) = (dm.r, dm.s, dm.d);
+        let ends = visible_ends(mask, s);
         let mut dq = vec![0f32; q.len()];
         let mut dkv = vec![0f32; kv.len()];
         // Row chunks per group so that a batch of one still fills every thread.
@@ -177,7 +194,7 @@ impl Flash {
             .zip(dkv.par_chunks_mut(s * 2 * d))
             .enumerate()
             .for_each(|(bg, (dqg, dkvg))| {
-                let grp = Group::of(dm, bg, q, kv, mask);
+                let grp = Group::of(dm, bg, (q, kv), (mask, &ends));
                 let partials: Vec<Vec<f32>> = dqg
                     .par_chunks_mut(chunk_rows * d)
                     .enumerate()
@@ -197,6 +214,16 @@ impl Flash {
             Tensor::from_vec(dq, t[0].shape(), dev)?,
             Tensor::from_vec(dkv, t[1].shape(), dev)?,
         ))
+    }
+
+    /// Turns `dp` (`n × s`, its first `len` columns) into the scores' gradient
+    /// `ds = scale · p · (dp − delta)`, row by row.
+    fn scores_grad(&self, p: &[f32], dp: &mut [f32], deltas: &[f32], (s, len): (usize, usize)) {
+        for ((pr, dpr), &dl) in p.chunks(s).zip(dp.chunks_mut(s)).zip(deltas) {
+            for (g, y) in dpr[..len].iter_mut().zip(&pr[..len]) {
+                *g = self.scale * y * (*g - dl);
+            }
+        }
     }
 
     /// The gradients of one chunk of query rows: writes `dq` of those rows into `dqc` and returns
@@ -232,13 +259,7 @@ impl Flash {
                     false,
                 );
             }
-            for (i, (pr, dpr)) in p.chunks(s).zip(dp.chunks_mut(s)).enumerate() {
-                let (pr, dpr) = (&pr[..len], &mut dpr[..len]);
-                let dl = delta[row0 + i];
-                for (g, y) in dpr.iter_mut().zip(pr) {
-                    *g = self.scale * y * (*g - dl);
-                }
-            }
+            self.scores_grad(p, dp, &delta[row0..row0 + n], (s, len));
             let local = (row0 - rows.start) * d;
             unsafe {
                 // dq = ds · k

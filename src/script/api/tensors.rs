@@ -189,6 +189,11 @@ assert_close(cat([m, tensor(3.0)]), [-1.0, 0.5, 2.0, 3.0], 0.0);
             lift(t::compare(&s.0, &b.0, op))
         });
     }
+    register_selection(b);
+}
+
+/// `where`, `x[i]` and `cat`, documented with the comparisons above.
+fn register_selection(b: &mut Builder) {
     func!(b, "where", |m: ScriptTensor,
                        a: ScriptTensor,
                        b: ScriptTensor| {

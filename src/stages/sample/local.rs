@@ -10,7 +10,7 @@ use super::{
     Completion, SampleInputs, in_order, open_cache, sample_seed, sampling_params, user_text,
 };
 use crate::data::Example;
-use crate::model::{GenRequest, generate, quantized_weights};
+use crate::model::{GenRequest, LoadedModel, Weights, generate, quantized_weights};
 use crate::recipe::SampleSpec;
 use crate::store::Batches;
 
@@ -33,22 +33,10 @@ pub fn sample_locally(
     let mut done = open_cache(cache)?;
     let requests = requests_for(inputs, examples, spec.n)?;
     let key = |r: &Request| (r.id.clone(), r.k);
-    let total = requests.len();
     let missing = requests.iter().filter(|r| !done.has(&key(r))).count();
-    if missing < total {
-        tracing::info!(
-            "sample cache {}: {} of {total} completions already there",
-            cache.display(),
-            total - missing
-        );
-    }
+    log_cached(cache, requests.len(), missing);
     let params = sampling_params(spec);
-    let weights = if spec.quantized {
-        tracing::info!("sampling from the quantized GGUF weights (sampling.quantized)");
-        quantized_weights(model, "sampling.quantized = true")?
-    } else {
-        model.policy.frozen()
-    };
+    let weights = sampling_weights(model, spec)?;
     let started = Instant::now();
     let mut new_tokens = 0usize;
     let batches = Batches {
@@ -94,6 +82,28 @@ pub fn sample_locally(
         );
     }
     Ok(in_order(done, examples, spec.n))
+}
+
+/// Says how much of the work the cache already holds, when it holds any.
+fn log_cached(cache: &Path, total: usize, missing: usize) {
+    if missing < total {
+        tracing::info!(
+            "sample cache {}: {} of {total} completions already there",
+            cache.display(),
+            total - missing
+        );
+    }
+}
+
+/// The weights that sample: the policy's own, or its GGUF file's quantized blocks when
+/// `sampling.quantized` is set.
+fn sampling_weights(model: &LoadedModel, spec: &SampleSpec) -> Result<Weights> {
+    if spec.quantized {
+        tracing::info!("sampling from the quantized GGUF weights (sampling.quantized)");
+        quantized_weights(model, "sampling.quantized = true")
+    } else {
+        Ok(model.policy.frozen())
+    }
 }
 
 /// `n` requests per question, each with the question rendered through the template.
