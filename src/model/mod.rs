@@ -18,6 +18,7 @@ mod ops;
 mod pick;
 mod policy;
 mod proj;
+mod qblocks;
 mod quant;
 mod score;
 mod tokenizer;
@@ -38,6 +39,7 @@ pub use lora::{
 pub use pick::{SamplingParams, pick_token};
 pub use policy::{Policy, expected_tensors};
 pub use proj::Proj;
+pub use qblocks::{QBlocks, QUANTIZED_PRODUCT};
 pub use quant::{check_quantizable, quantized_weights, unpermute_rows};
 pub use score::{Packed, SeqScores, score_packed, score_sequences, token_logprobs};
 pub use tokenizer::Tokenizer;

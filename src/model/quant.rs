@@ -1,11 +1,13 @@
 //! Sampling weights from a GGUF file's quantized blocks: the seven projections of every layer and
-//! the output head as candle `QMatMul`s, q/k rows un-permuted by moving whole rows of blocks (exact),
-//! everything else (embedding, norms, biases) shared with the f32 policy.
+//! the output head as [`QBlocks`] (`Q4_1`, `Q8_0`) or candle `QMatMul`s (other encodings), q/k
+//! rows un-permuted by moving whole rows of blocks (exact), everything else (embedding, norms,
+//! biases) shared with the f32 policy.
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use candle_core::quantized::{QMatMul, QStorage, QTensor, gguf_file};
@@ -15,6 +17,7 @@ use super::config::Arch;
 use super::decoder::Weights;
 use super::load::{LoadedModel, read_gguf};
 use super::proj::Proj;
+use super::qblocks::QBlocks;
 use crate::error::user_error;
 
 /// Refuses (exit 2, naming `key`, the recipe setting or flag that asked, e.g.
@@ -96,7 +99,10 @@ impl Reader<'_> {
             Some(h) => unpermute_rows(&q, h).with_context(|| format!("un-permuting {name}"))?,
             None => q,
         };
-        Ok(Proj::Quant(QMatMul::from_qtensor(q)?))
+        Ok(match QBlocks::from_qtensor(&q)? {
+            Some(blocks) => Proj::Blocks(Arc::new(blocks)),
+            None => Proj::Quant(QMatMul::from_qtensor(q)?),
+        })
     }
 }
 

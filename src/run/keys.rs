@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::data::PairRecord;
-use crate::model::ChatTemplate;
+use crate::model::{ChatTemplate, QUANTIZED_PRODUCT};
 use crate::recipe::{DataSpec, HashSplit, OpenAiApi, SampleSpec, SamplingBackend};
 use crate::stages::eval::EvalSetup;
 use crate::stages::sample::SamplingServer;
@@ -91,9 +91,10 @@ pub fn sample_key(
         stop: &'a [String],
         #[serde(skip_serializing_if = "Option::is_none")]
         server: Option<ServerKey<'a>>,
-        /// Only when true, so the keys of f32 samples are unchanged.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        quantized: bool,
+        /// Only for quantized samples, so the keys of f32 samples are unchanged: the quantized
+        /// product's version (samples of an earlier one are not reused).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        quantized: Option<&'static str>,
     }
     let server = server_key(spec, server);
     let key = Key {
@@ -112,7 +113,7 @@ pub fn sample_key(
         seed: spec.seed,
         stop: &spec.stop,
         server,
-        quantized: spec.quantized,
+        quantized: spec.quantized.then_some(QUANTIZED_PRODUCT),
     };
     content_key(&key)
 }
