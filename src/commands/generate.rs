@@ -78,7 +78,6 @@ fn check_args(args: &GenerateArgs) -> Result<()> {
 /// model without one), else as given.
 fn prompt_text(args: &GenerateArgs, path: &Path) -> Result<String> {
     Ok(if args.chat {
-        // The model's own template, ChatML for a model without one.
         match own_template(path)? {
             Some(template) => ChatTemplate::Jinja {
                 template,
